@@ -1,0 +1,1 @@
+//! Echo engine (to be written).

@@ -1,0 +1,52 @@
+//! Engines: token ids in, a cancellable stream of token deltas out.
+//!
+//! - [`Engine`]: the one trait every engine implements; it knows nothing about HTTP, routing or
+//!   tokenization.
+//! - [`echo::EchoEngine`]: replays the prompt's tokens, one per step (conformance tests).
+//! - [`mocker::MockerEngine`]: a simulated GPU engine with a timing model.
+//!
+//! Cancellation contract: dropping the [`EngineStream`] cancels the request. An engine must stop
+//! its work for that request promptly (within one step) and release everything it held.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use switchyard_protocol::{EngineOutput, PreprocessedRequest};
+
+pub mod echo;
+pub mod mocker;
+
+/// A request's token stream. Ends after the item carrying a `finish_reason`, or after an error.
+pub type EngineStream = Pin<Box<dyn Stream<Item = Result<EngineOutput, EngineError>> + Send>>;
+
+/// Why an engine could not serve (part of) a request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The request can never be served by this engine (e.g. prompt longer than its context).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The engine is full right now; another worker may take it.
+    #[error("engine overloaded: {0}")]
+    Overloaded(String),
+    /// The engine failed while serving; the request may be retried elsewhere.
+    #[error("engine failed: {0}")]
+    Failed(String),
+}
+
+/// Static facts about an engine that routing and discovery need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineInfo {
+    /// Short engine kind name (`echo`, `mocker`, ...), for logs and metrics.
+    pub kind: &'static str,
+    /// KV cache block size in tokens, if the engine has a paged cache.
+    pub kv_block_size: Option<u32>,
+}
+
+/// An LLM engine.
+pub trait Engine: Send + Sync + 'static {
+    /// Starts generating for `request`. Never blocks: work happens when the stream is polled or
+    /// on the engine's own tasks.
+    fn generate(&self, request: PreprocessedRequest) -> EngineStream;
+
+    fn info(&self) -> EngineInfo;
+}

@@ -1,0 +1,1 @@
+//! Mocker engine (to be written).

@@ -1,0 +1,20 @@
+//! Types that cross a boundary in Switchyard, and nothing else.
+//!
+//! - [`openai`]: the OpenAI HTTP request/response bodies (chat, completions, models, errors),
+//!   with [`openai::ChatCompletionRequest::validate`] style range checks.
+//! - [`llm`]: the pipeline's currency. The frontend turns a client request into a
+//!   [`llm::PreprocessedRequest`] (token ids + sampling + stop conditions); an engine answers with
+//!   a stream of [`llm::EngineOutput`] token deltas.
+//! - [`error`]: [`error::ApiError`], the one mapping from a failure to an HTTP status, an OpenAI
+//!   error `type`, and a metrics label.
+//!
+//! Invariant: only this crate defines wire types; other crates convert, never redefine.
+
+pub mod error;
+pub mod llm;
+pub mod openai;
+
+pub use error::{ApiError, ErrorKind};
+pub use llm::{
+    EngineOutput, FinishReason, PreprocessedRequest, SamplingOptions, StopConditions, TokenId,
+};

@@ -1,0 +1,142 @@
+//! The pipeline's internal request and response: tokens in, token deltas out.
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+
+/// A vocabulary index. Every tokenizer we support fits in 32 bits.
+pub type TokenId = u32;
+
+/// Sampling knobs passed through to engines. `None` means "engine default".
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingOptions {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<i32>,
+    pub min_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+}
+
+/// When generation must end. Engines honour the token-level conditions (`max_tokens`,
+/// `stop_token_ids`, EOS unless `ignore_eos`, `min_tokens`); the frontend additionally enforces
+/// `stop_strings` on detokenized text and cancels the engine stream when one matches.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StopConditions {
+    /// Maximum number of generated tokens. Always set: the frontend fills it from the context
+    /// length when the client omits it.
+    pub max_tokens: u32,
+    /// Generated tokens before which EOS / stop tokens are ignored.
+    pub min_tokens: u32,
+    /// Strings that end generation; they are hidden from the output.
+    pub stop_strings: Vec<String>,
+    /// Token ids that end generation in addition to EOS; hidden from the output.
+    pub stop_token_ids: Vec<TokenId>,
+    /// The model's end-of-sequence ids (from `generation_config.json` / `tokenizer_config.json`).
+    pub eos_token_ids: Vec<TokenId>,
+    /// Keep generating past EOS (benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl StopConditions {
+    /// Whether `token` ends generation after `generated` tokens have been produced (including
+    /// this one). The one place that decides it, shared by every engine.
+    pub fn is_stop_token(&self, token: TokenId, generated: u32) -> bool {
+        if generated <= self.min_tokens && self.min_tokens > 0 {
+            return false;
+        }
+        self.stop_token_ids.contains(&token)
+            || (!self.ignore_eos && self.eos_token_ids.contains(&token))
+    }
+}
+
+/// What the frontend sends to a worker: everything an engine needs, nothing about HTTP.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessedRequest {
+    /// Unique per request; engines use it for logs and cancellation bookkeeping.
+    pub request_id: String,
+    /// The served model name.
+    pub model: String,
+    /// Prompt token ids (after chat template and tokenization).
+    pub token_ids: Vec<TokenId>,
+    pub sampling: SamplingOptions,
+    pub stop: StopConditions,
+}
+
+/// Why an engine stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// EOS, a stop token id, or (set by the frontend) a stop string.
+    Stop,
+    /// `max_tokens` reached.
+    Length,
+    /// The request was cancelled.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_openai_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            // OpenAI has no "cancelled"; a cancelled request is never reported to its client.
+            FinishReason::Cancelled => "stop",
+        }
+    }
+}
+
+/// One step of an engine's output stream. Usually one token; inline storage keeps the common case
+/// allocation-free.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EngineOutput {
+    /// Newly generated tokens (may be empty on the final message).
+    pub token_ids: SmallVec<[TokenId; 4]>,
+    /// Set on the last message of the stream.
+    pub finish_reason: Option<FinishReason>,
+    /// Prompt tokens the engine found in its prefix cache (reported once, on the first message).
+    pub cached_tokens: Option<u32>,
+}
+
+impl EngineOutput {
+    pub fn token(token: TokenId) -> Self {
+        let mut token_ids = SmallVec::new();
+        token_ids.push(token);
+        EngineOutput {
+            token_ids,
+            finish_reason: None,
+            cached_tokens: None,
+        }
+    }
+
+    pub fn finished(mut self, reason: FinishReason) -> Self {
+        self.finish_reason = Some(reason);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eos_respects_ignore_eos_and_min_tokens() {
+        let mut stop = StopConditions {
+            max_tokens: 10,
+            eos_token_ids: vec![2],
+            stop_token_ids: vec![7],
+            ..Default::default()
+        };
+        assert!(stop.is_stop_token(2, 1));
+        assert!(stop.is_stop_token(7, 1));
+        assert!(!stop.is_stop_token(3, 1));
+        stop.ignore_eos = true;
+        assert!(!stop.is_stop_token(2, 1));
+        assert!(stop.is_stop_token(7, 1));
+        stop.min_tokens = 3;
+        assert!(!stop.is_stop_token(7, 3));
+        assert!(stop.is_stop_token(7, 4));
+    }
+}

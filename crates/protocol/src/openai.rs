@@ -1,0 +1,574 @@
+//! OpenAI HTTP bodies: chat completions, completions, models.
+//!
+//! Request types own their data (they are parsed once); response and chunk types borrow, so a
+//! streamed chunk serializes without copying the model name, id or text.
+//! Unknown request fields are accepted and ignored, as OpenAI's own server and vLLM do.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// `stop`: a string or a list of strings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StopSpec {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StopSpec::One(s) => vec![s],
+            StopSpec::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+    /// vLLM extension: usage on every chunk.
+    #[serde(default)]
+    pub continuous_usage_stats: bool,
+}
+
+/// Fields shared by chat and text completions: sampling, stop conditions, streaming.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CommonParams {
+    /// Signed so that a negative value gets a clear message rather than a parse error.
+    pub max_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub n: Option<i64>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub stop: Option<StopSpec>,
+    pub stop_token_ids: Option<Vec<u32>>,
+    pub seed: Option<u64>,
+    pub presence_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    /// vLLM/Dynamo extension: generate past EOS.
+    #[serde(default)]
+    pub ignore_eos: bool,
+    /// vLLM extension: EOS and stop tokens are ignored until this many tokens exist.
+    pub min_tokens: Option<i64>,
+    pub user: Option<String>,
+}
+
+impl CommonParams {
+    /// Range checks shared by both endpoints; every failure names its field.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        if let Some(t) = self.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return Err(ApiError::invalid_param(
+                    "temperature",
+                    format!("temperature must be between 0 and 2, got {t}"),
+                ));
+            }
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(ApiError::invalid_param(
+                    "top_p",
+                    format!("top_p must be in (0, 1], got {p}"),
+                ));
+            }
+        }
+        if let Some(p) = self.min_p {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(ApiError::invalid_param(
+                    "min_p",
+                    format!("min_p must be in [0, 1], got {p}"),
+                ));
+            }
+        }
+        if let Some(k) = self.top_k {
+            if k < -1 || k == 0 {
+                return Err(ApiError::invalid_param(
+                    "top_k",
+                    format!("top_k must be -1 (disabled) or at least 1, got {k}"),
+                ));
+            }
+        }
+        if let Some(n) = self.n {
+            if n < 1 {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    format!("n must be at least 1, got {n}"),
+                ));
+            }
+            if n > 1 {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    format!("n > 1 is not supported yet, got {n}"),
+                ));
+            }
+        }
+        if let Some(m) = self.max_tokens {
+            if m < 0 {
+                return Err(ApiError::invalid_param(
+                    "max_tokens",
+                    format!("max_tokens must be at least 0, got {m}"),
+                ));
+            }
+            if m > u32::MAX as i64 {
+                return Err(ApiError::invalid_param(
+                    "max_tokens",
+                    format!("max_tokens is too large: {m}"),
+                ));
+            }
+        }
+        if let Some(m) = self.min_tokens {
+            if m < 0 || m > u32::MAX as i64 {
+                return Err(ApiError::invalid_param(
+                    "min_tokens",
+                    format!("min_tokens must be a non-negative integer, got {m}"),
+                ));
+            }
+            if let Some(max) = self.max_tokens {
+                if m > max {
+                    return Err(ApiError::invalid_param(
+                        "min_tokens",
+                        format!("min_tokens ({m}) must not exceed max_tokens ({max})"),
+                    ));
+                }
+            }
+        }
+        for (name, value) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
+            if let Some(v) = value {
+                if !(-2.0..=2.0).contains(&v) {
+                    return Err(ApiError::invalid_param(
+                        name,
+                        format!("{name} must be between -2 and 2, got {v}"),
+                    ));
+                }
+            }
+        }
+        if let Some(v) = self.repetition_penalty {
+            if !(v > 0.0 && v <= 2.0) {
+                return Err(ApiError::invalid_param(
+                    "repetition_penalty",
+                    format!("repetition_penalty must be in (0, 2], got {v}"),
+                ));
+            }
+        }
+        if let Some(stop) = &self.stop {
+            let n = match stop {
+                StopSpec::One(s) => usize::from(!s.is_empty()),
+                StopSpec::Many(v) => {
+                    if v.iter().any(String::is_empty) {
+                        return Err(ApiError::invalid_param(
+                            "stop",
+                            "stop strings must not be empty",
+                        ));
+                    }
+                    v.len()
+                }
+            };
+            if n > 16 {
+                return Err(ApiError::invalid_param(
+                    "stop",
+                    format!("at most 16 stop strings are allowed, got {n}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn include_usage(&self) -> bool {
+        self.stream_options
+            .as_ref()
+            .is_some_and(|o| o.include_usage || o.continuous_usage_stats)
+    }
+}
+
+/// A chat message role. Unknown roles are a 400.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+            Role::Function => "function",
+        }
+    }
+}
+
+/// One chat message. `content` is a string, a list of content parts, or null; every other field
+/// (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`, ...) is kept for the chat template.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    #[serde(default)]
+    pub content: Value,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    #[serde(flatten)]
+    pub common: CommonParams,
+    /// Newer name of `max_tokens`; wins when both are given.
+    pub max_completion_tokens: Option<i64>,
+    pub tools: Option<Vec<Value>>,
+    pub tool_choice: Option<Value>,
+    /// Extra variables for the chat template (e.g. `enable_thinking`).
+    pub chat_template_kwargs: Option<Map<String, Value>>,
+    /// Defaults to true; false with `continue_final_message` continues the last message.
+    pub add_generation_prompt: Option<bool>,
+    #[serde(default)]
+    pub continue_final_message: bool,
+    pub logprobs: Option<bool>,
+    pub top_logprobs: Option<i64>,
+    pub response_format: Option<Value>,
+}
+
+impl ChatCompletionRequest {
+    /// Checks ranges and shapes; the merged `max_tokens` is left in `common.max_tokens`.
+    pub fn validate(&mut self) -> Result<(), ApiError> {
+        if self.max_completion_tokens.is_some() {
+            self.common.max_tokens = self.max_completion_tokens;
+        }
+        self.common.validate()?;
+        if self.messages.is_empty() {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "messages must contain at least one message",
+            ));
+        }
+        for (i, m) in self.messages.iter().enumerate() {
+            match &m.content {
+                Value::Null | Value::String(_) => {}
+                Value::Array(parts) => {
+                    for part in parts {
+                        let kind = part.get("type").and_then(Value::as_str);
+                        if kind != Some("text") || !part.get("text").is_some_and(Value::is_string) {
+                            return Err(ApiError::invalid_param(
+                                &format!("messages[{i}].content"),
+                                "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported",
+                            ));
+                        }
+                    }
+                }
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        &format!("messages[{i}].content"),
+                        "content must be a string, a list of content parts, or null",
+                    ));
+                }
+            }
+            if m.content.is_null()
+                && m.role != Role::Assistant
+                && !m.extra.contains_key("tool_calls")
+            {
+                return Err(ApiError::invalid_param(
+                    &format!("messages[{i}].content"),
+                    format!("a {} message needs content", m.role.as_str()),
+                ));
+            }
+        }
+        if self.continue_final_message && self.add_generation_prompt == Some(true) {
+            return Err(ApiError::invalid_param(
+                "continue_final_message",
+                "continue_final_message and add_generation_prompt cannot both be true",
+            ));
+        }
+        if self.logprobs == Some(true) || self.top_logprobs.is_some() {
+            return Err(ApiError::invalid_param(
+                "logprobs",
+                "logprobs are not supported yet",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `prompt` of a completion: a string, strings, token ids, or lists of token ids.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// One prompt of a (possibly batched) completion request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PromptInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+impl Prompt {
+    /// Splits a batch into its prompts; an empty batch or empty prompt is a 400.
+    pub fn into_inputs(self) -> Result<Vec<PromptInput>, ApiError> {
+        let inputs: Vec<PromptInput> = match self {
+            Prompt::Text(s) => vec![PromptInput::Text(s)],
+            Prompt::Texts(v) => v.into_iter().map(PromptInput::Text).collect(),
+            Prompt::Tokens(t) => vec![PromptInput::Tokens(t)],
+            Prompt::TokenLists(v) => v.into_iter().map(PromptInput::Tokens).collect(),
+        };
+        if inputs.is_empty() {
+            return Err(ApiError::invalid_param("prompt", "prompt must not be empty"));
+        }
+        if inputs
+            .iter()
+            .any(|p| matches!(p, PromptInput::Tokens(t) if t.is_empty()))
+        {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "a token-id prompt must not be empty",
+            ));
+        }
+        Ok(inputs)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: Prompt,
+    #[serde(flatten)]
+    pub common: CommonParams,
+    #[serde(default)]
+    pub echo: bool,
+    pub suffix: Option<String>,
+    pub logprobs: Option<i64>,
+    pub best_of: Option<i64>,
+}
+
+impl CompletionRequest {
+    pub fn validate(&self) -> Result<(), ApiError> {
+        self.common.validate()?;
+        if self.logprobs.is_some() {
+            return Err(ApiError::invalid_param(
+                "logprobs",
+                "logprobs are not supported yet",
+            ));
+        }
+        if self.echo {
+            return Err(ApiError::invalid_param("echo", "echo is not supported yet"));
+        }
+        if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::invalid_param(
+                "suffix",
+                "suffix is not supported",
+            ));
+        }
+        if let Some(b) = self.best_of {
+            if b != 1 {
+                return Err(ApiError::invalid_param(
+                    "best_of",
+                    format!("best_of other than 1 is not supported yet, got {b}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Token counts reported to the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+impl Usage {
+    pub fn new(prompt_tokens: u32, completion_tokens: u32, cached_tokens: Option<u32>) -> Self {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+            total_tokens: prompt_tokens + completion_tokens,
+            prompt_tokens_details: cached_tokens.map(|cached_tokens| PromptTokensDetails {
+                cached_tokens,
+            }),
+        }
+    }
+}
+
+// ---- responses (borrowing) ----
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatCompletionResponse<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<ChatChoice<'a>>,
+    pub usage: Usage,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatChoice<'a> {
+    pub index: u32,
+    pub message: ResponseMessage<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ResponseMessage<'a> {
+    pub role: &'static str,
+    pub content: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatCompletionChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: &'a [ChatChunkChoice<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatChunkChoice<'a> {
+    pub index: u32,
+    pub delta: ChatDelta<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ChatDelta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionResponse<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<CompletionChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionChoice<'a> {
+    pub index: u32,
+    pub text: &'a str,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ModelObject {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn chat(json: &str) -> Result<ChatCompletionRequest, ApiError> {
+        let mut req: ChatCompletionRequest =
+            serde_json::from_str(json).map_err(|e| ApiError::invalid(e.to_string()))?;
+        req.validate()?;
+        Ok(req)
+    }
+
+    #[test]
+    fn accepts_a_plain_chat_request_and_ignores_unknown_fields() {
+        let req = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,
+               "max_completion_tokens":5,"something_new":1}"#,
+        )
+        .unwrap();
+        assert!(req.common.stream);
+        assert_eq!(req.common.max_tokens, Some(5));
+    }
+
+    #[test]
+    fn rejects_out_of_range_values_naming_the_field() {
+        for (json, param) in [
+            (r#""temperature":2.5"#, "temperature"),
+            (r#""top_p":0"#, "top_p"),
+            (r#""n":0"#, "n"),
+            (r#""max_tokens":-1"#, "max_tokens"),
+            (r#""stop":["a",""]"#, "stop"),
+        ] {
+            let body =
+                format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],{json}}}"#);
+            let err = chat(&body).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidRequest, "{json}");
+            assert_eq!(err.param.as_deref(), Some(param), "{json}");
+        }
+    }
+
+    #[test]
+    fn rejects_empty_messages_and_unknown_roles() {
+        assert_eq!(
+            chat(r#"{"model":"m","messages":[]}"#).unwrap_err().param.as_deref(),
+            Some("messages")
+        );
+        assert!(chat(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn prompt_variants_split_into_inputs() {
+        let p: Prompt = serde_json::from_str(r#"[[1,2],[3]]"#).unwrap();
+        assert_eq!(p.into_inputs().unwrap().len(), 2);
+        let p: Prompt = serde_json::from_str(r#"[1,2,3]"#).unwrap();
+        assert_eq!(
+            p.into_inputs().unwrap(),
+            vec![PromptInput::Tokens(vec![1, 2, 3])]
+        );
+        let p: Prompt = serde_json::from_str(r#"["a","b"]"#).unwrap();
+        assert_eq!(p.into_inputs().unwrap().len(), 2);
+        let p: Prompt = serde_json::from_str(r#"[]"#).unwrap();
+        assert!(p.into_inputs().is_err());
+    }
+}
