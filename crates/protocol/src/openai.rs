@@ -65,37 +65,37 @@ pub struct CommonParams {
 impl CommonParams {
     /// Range checks shared by both endpoints; every failure names its field.
     pub fn validate(&self) -> Result<(), ApiError> {
-        if let Some(t) = self.temperature {
-            if !(0.0..=2.0).contains(&t) {
-                return Err(ApiError::invalid_param(
-                    "temperature",
-                    format!("temperature must be between 0 and 2, got {t}"),
-                ));
-            }
+        if let Some(t) = self.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            return Err(ApiError::invalid_param(
+                "temperature",
+                format!("temperature must be between 0 and 2, got {t}"),
+            ));
         }
-        if let Some(p) = self.top_p {
-            if !(p > 0.0 && p <= 1.0) {
-                return Err(ApiError::invalid_param(
-                    "top_p",
-                    format!("top_p must be in (0, 1], got {p}"),
-                ));
-            }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(ApiError::invalid_param(
+                "top_p",
+                format!("top_p must be in (0, 1], got {p}"),
+            ));
         }
-        if let Some(p) = self.min_p {
-            if !(0.0..=1.0).contains(&p) {
-                return Err(ApiError::invalid_param(
-                    "min_p",
-                    format!("min_p must be in [0, 1], got {p}"),
-                ));
-            }
+        if let Some(p) = self.min_p
+            && !(0.0..=1.0).contains(&p)
+        {
+            return Err(ApiError::invalid_param(
+                "min_p",
+                format!("min_p must be in [0, 1], got {p}"),
+            ));
         }
-        if let Some(k) = self.top_k {
-            if k < -1 || k == 0 {
-                return Err(ApiError::invalid_param(
-                    "top_k",
-                    format!("top_k must be -1 (disabled) or at least 1, got {k}"),
-                ));
-            }
+        if let Some(k) = self.top_k
+            && (k < -1 || k == 0)
+        {
+            return Err(ApiError::invalid_param(
+                "top_k",
+                format!("top_k must be -1 (disabled) or at least 1, got {k}"),
+            ));
         }
         if let Some(n) = self.n {
             if n < 1 {
@@ -132,35 +132,35 @@ impl CommonParams {
                     format!("min_tokens must be a non-negative integer, got {m}"),
                 ));
             }
-            if let Some(max) = self.max_tokens {
-                if m > max {
-                    return Err(ApiError::invalid_param(
-                        "min_tokens",
-                        format!("min_tokens ({m}) must not exceed max_tokens ({max})"),
-                    ));
-                }
+            if let Some(max) = self.max_tokens
+                && m > max
+            {
+                return Err(ApiError::invalid_param(
+                    "min_tokens",
+                    format!("min_tokens ({m}) must not exceed max_tokens ({max})"),
+                ));
             }
         }
         for (name, value) in [
             ("presence_penalty", self.presence_penalty),
             ("frequency_penalty", self.frequency_penalty),
         ] {
-            if let Some(v) = value {
-                if !(-2.0..=2.0).contains(&v) {
-                    return Err(ApiError::invalid_param(
-                        name,
-                        format!("{name} must be between -2 and 2, got {v}"),
-                    ));
-                }
-            }
-        }
-        if let Some(v) = self.repetition_penalty {
-            if !(v > 0.0 && v <= 2.0) {
+            if let Some(v) = value
+                && !(-2.0..=2.0).contains(&v)
+            {
                 return Err(ApiError::invalid_param(
-                    "repetition_penalty",
-                    format!("repetition_penalty must be in (0, 2], got {v}"),
+                    name,
+                    format!("{name} must be between -2 and 2, got {v}"),
                 ));
             }
+        }
+        if let Some(v) = self.repetition_penalty
+            && !(v > 0.0 && v <= 2.0)
+        {
+            return Err(ApiError::invalid_param(
+                "repetition_penalty",
+                format!("repetition_penalty must be in (0, 2], got {v}"),
+            ));
         }
         if let Some(stop) = &self.stop {
             let n = match stop {
@@ -336,7 +336,10 @@ impl Prompt {
             Prompt::TokenLists(v) => v.into_iter().map(PromptInput::Tokens).collect(),
         };
         if inputs.is_empty() {
-            return Err(ApiError::invalid_param("prompt", "prompt must not be empty"));
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "prompt must not be empty",
+            ));
         }
         if inputs
             .iter()
@@ -377,18 +380,15 @@ impl CompletionRequest {
             return Err(ApiError::invalid_param("echo", "echo is not supported yet"));
         }
         if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(ApiError::invalid_param(
-                "suffix",
-                "suffix is not supported",
-            ));
+            return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
         }
-        if let Some(b) = self.best_of {
-            if b != 1 {
-                return Err(ApiError::invalid_param(
-                    "best_of",
-                    format!("best_of other than 1 is not supported yet, got {b}"),
-                ));
-            }
+        if let Some(b) = self.best_of
+            && b != 1
+        {
+            return Err(ApiError::invalid_param(
+                "best_of",
+                format!("best_of other than 1 is not supported yet, got {b}"),
+            ));
         }
         Ok(())
     }
@@ -415,9 +415,8 @@ impl Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
-            prompt_tokens_details: cached_tokens.map(|cached_tokens| PromptTokensDetails {
-                cached_tokens,
-            }),
+            prompt_tokens_details: cached_tokens
+                .map(|cached_tokens| PromptTokensDetails { cached_tokens }),
         }
     }
 }
@@ -482,6 +481,18 @@ pub struct CompletionResponse<'a> {
     pub created: u64,
     pub model: &'a str,
     pub choices: Vec<CompletionChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// A streamed completion chunk (borrowing its single choice, so no allocation per token).
+#[derive(Clone, Debug, Serialize)]
+pub struct CompletionChunk<'a> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: &'a [CompletionChoice<'a>],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
 }
@@ -551,7 +562,10 @@ mod tests {
     #[test]
     fn rejects_empty_messages_and_unknown_roles() {
         assert_eq!(
-            chat(r#"{"model":"m","messages":[]}"#).unwrap_err().param.as_deref(),
+            chat(r#"{"model":"m","messages":[]}"#)
+                .unwrap_err()
+                .param
+                .as_deref(),
             Some("messages")
         );
         assert!(chat(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#).is_err());
