@@ -2,8 +2,11 @@
 //!
 //! - [`Engine`]: the one trait every engine implements; it knows nothing about HTTP, routing or
 //!   tokenization.
-//! - [`echo::EchoEngine`]: replays the prompt's tokens, one per step (conformance tests).
-//! - [`mocker::MockerEngine`]: a simulated GPU engine with a timing model.
+//! - [`echo::EchoEngine`] (configured by [`echo::EchoConfig`]): replays the prompt's tokens, one
+//!   per step (conformance tests). Its stream does all work in `poll_next`: no task, no channel.
+//! - [`mocker::MockerEngine`] (configured by [`mocker::MockerConfig`]): a simulated GPU engine.
+//!   One scheduler task per engine batches requests, models KV usage and step time
+//!   ([`mocker::TimingModel`]), and feeds each request's bounded channel.
 //!
 //! Cancellation contract: dropping the [`EngineStream`] cancels the request. An engine must stop
 //! its work for that request promptly (within one step) and release everything it held.

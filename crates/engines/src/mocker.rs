@@ -1,1 +1,275 @@
-//! Mocker engine (to be written).
+//! Mocker engine: a simulated GPU engine for studying routing and load without a GPU.
+//!
+//! [`MockerEngine`] owns one background Tokio task running a vLLM-like scheduler loop:
+//!
+//! - `scheduler`: waiting queue → running batch (≤ `max_num_seqs`), a token budget per step
+//!   (`max_num_batched_tokens`), chunked prefill, preemption under KV pressure.
+//! - [`kv`]: KV block accounting (`ceil(tokens / block_size)` blocks per sequence, a fixed pool);
+//!   the seam where the paged block manager with prefix caching and KV events will go.
+//! - [`timing`]: how long a step takes ([`TimingModel`]), divided by `speedup_ratio`.
+//! - `sequence`: per-request state and deterministic pseudo-random output tokens.
+//!
+//! `generate` validates the request, hands it to the task over a channel and returns the
+//! receiving half of a small bounded per-request channel as the [`EngineStream`]. Dropping that
+//! stream closes the channel; the scheduler sees it at its next step and frees the slot and the
+//! blocks. Output tokens are never EOS; a request ends with `Length` at `max_tokens`, or `Stop`
+//! if it happens to sample one of its `stop_token_ids`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::stream;
+use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::{Engine, EngineError, EngineInfo, EngineStream};
+
+pub mod kv;
+mod scheduler;
+mod sequence;
+pub mod timing;
+
+pub use timing::{StepShape, TimingModel};
+
+use scheduler::{BatchLimits, Counters, Scheduler};
+use sequence::{Sequence, TokenSampler};
+
+/// Items buffered per request between the scheduler and the client. Small on purpose: when a
+/// client lags, the scheduler merges further tokens into one pending item instead.
+const OUTPUT_CHANNEL_CAPACITY: usize = 16;
+
+/// Configuration of a [`MockerEngine`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct MockerConfig {
+    /// Simulated time is divided by this; 0 means no simulated delay at all.
+    pub speedup_ratio: f64,
+    /// KV cache block size in tokens.
+    pub block_size: u32,
+    /// KV cache capacity in blocks.
+    pub num_gpu_blocks: usize,
+    /// Most sequences in the running batch.
+    pub max_num_seqs: usize,
+    /// Most tokens computed in one step (prefill chunks plus one per decoding sequence).
+    pub max_num_batched_tokens: u32,
+    /// Most requests queued before `generate` answers `Overloaded`.
+    pub max_waiting_requests: usize,
+    /// Output token ids are drawn from `[0, vocab_size)`.
+    pub vocab_size: u32,
+    pub timing: TimingModel,
+}
+
+impl Default for MockerConfig {
+    fn default() -> Self {
+        MockerConfig {
+            speedup_ratio: 1.0,
+            block_size: 16,
+            num_gpu_blocks: 16_384,
+            max_num_seqs: 256,
+            max_num_batched_tokens: 8192,
+            max_waiting_requests: 65_536,
+            vocab_size: 32_000,
+            timing: TimingModel::default(),
+        }
+    }
+}
+
+impl MockerConfig {
+    /// Checks every field; the message names the field and the accepted range.
+    pub fn validate(&self) -> Result<(), MockerConfigError> {
+        let fail = |msg: String| Err(MockerConfigError(msg));
+        if !self.speedup_ratio.is_finite() || self.speedup_ratio < 0.0 {
+            return fail(format!(
+                "speedup_ratio must be a finite number >= 0 (0 = no simulated delay), got {}",
+                self.speedup_ratio
+            ));
+        }
+        for (name, value) in [
+            ("block_size", self.block_size as usize),
+            ("num_gpu_blocks", self.num_gpu_blocks),
+            ("max_num_seqs", self.max_num_seqs),
+            (
+                "max_num_batched_tokens",
+                self.max_num_batched_tokens as usize,
+            ),
+            ("max_waiting_requests", self.max_waiting_requests),
+            ("vocab_size", self.vocab_size as usize),
+        ] {
+            if value == 0 {
+                return fail(format!("{name} must be at least 1"));
+            }
+        }
+        self.timing.validate().map_err(MockerConfigError)
+    }
+}
+
+/// A [`MockerConfig`] that cannot run, or no Tokio runtime to run it on.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("mocker engine: {0}")]
+pub struct MockerConfigError(String);
+
+/// The simulated engine. Dropping it lets the scheduler task finish the requests it holds and
+/// exit.
+pub struct MockerEngine {
+    config: MockerConfig,
+    intake: mpsc::UnboundedSender<Sequence>,
+    counters: Arc<Counters>,
+}
+
+impl MockerEngine {
+    /// Validates `config` and starts the scheduler task on the current Tokio runtime.
+    pub fn new(config: MockerConfig) -> Result<Self, MockerConfigError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| MockerConfigError("must be created inside a Tokio runtime".to_owned()))?;
+        let counters = Arc::new(Counters::default());
+        let scheduler = Scheduler::new(
+            BatchLimits {
+                max_num_seqs: config.max_num_seqs,
+                max_num_batched_tokens: config.max_num_batched_tokens as usize,
+            },
+            kv::KvManager::new(config.block_size as usize, config.num_gpu_blocks),
+            counters.clone(),
+        );
+        let (intake, intake_rx) = mpsc::unbounded_channel();
+        runtime.spawn(scheduler::run(
+            scheduler,
+            intake_rx,
+            config.timing,
+            config.speedup_ratio,
+        ));
+        Ok(MockerEngine {
+            config,
+            intake,
+            counters,
+        })
+    }
+
+    pub fn config(&self) -> &MockerConfig {
+        &self.config
+    }
+
+    /// Sequences in the running batch (prefilling or decoding).
+    pub fn active_requests(&self) -> usize {
+        self.counters.active.load(Ordering::Relaxed)
+    }
+
+    /// Requests accepted but not yet running (including preempted ones).
+    pub fn waiting_requests(&self) -> usize {
+        self.counters.waiting.load(Ordering::Relaxed)
+    }
+
+    /// KV blocks held by running sequences.
+    pub fn kv_used_blocks(&self) -> usize {
+        self.counters.kv_used_blocks.load(Ordering::Relaxed)
+    }
+
+    /// KV cache capacity in blocks.
+    pub fn kv_total_blocks(&self) -> usize {
+        self.config.num_gpu_blocks
+    }
+
+    fn check(&self, request: &PreprocessedRequest) -> Result<(), EngineError> {
+        let prompt_len = request.token_ids.len();
+        if prompt_len == 0 {
+            return Err(EngineError::InvalidRequest(
+                "the prompt has no tokens".to_owned(),
+            ));
+        }
+        let block_size = self.config.block_size as usize;
+        let blocks = prompt_len.div_ceil(block_size);
+        if blocks > self.config.num_gpu_blocks {
+            return Err(EngineError::InvalidRequest(format!(
+                "a prompt of {prompt_len} tokens needs {blocks} KV blocks of {block_size} tokens; \
+                 this engine has {}",
+                self.config.num_gpu_blocks
+            )));
+        }
+        let waiting = self.waiting_requests();
+        if waiting >= self.config.max_waiting_requests {
+            return Err(EngineError::Overloaded(format!(
+                "{waiting} requests already waiting"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn single_item(item: Result<EngineOutput, EngineError>) -> EngineStream {
+    Box::pin(stream::once(futures::future::ready(item)))
+}
+
+impl Engine for MockerEngine {
+    fn generate(&self, request: PreprocessedRequest) -> EngineStream {
+        if request.stop.max_tokens == 0 {
+            return single_item(Ok(EngineOutput::default().finished(FinishReason::Length)));
+        }
+        if let Err(error) = self.check(&request) {
+            return single_item(Err(error));
+        }
+        let (tx, rx) = mpsc::channel(OUTPUT_CHANNEL_CAPACITY);
+        let seed = TokenSampler::seed_for(request.sampling.seed, &request.token_ids);
+        let sequence = Sequence::new(
+            request.request_id,
+            request.token_ids,
+            request.stop,
+            TokenSampler::new(seed, self.config.vocab_size),
+            tx,
+        );
+        // Counted before sending so the scheduler's decrement can never run first.
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.intake.send(sequence).is_err() {
+            self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+            return single_item(Err(EngineError::Failed(
+                "mocker scheduler task is not running".to_owned(),
+            )));
+        }
+        Box::pin(ReceiverStream::new(rx))
+    }
+
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            kind: "mocker",
+            kv_block_size: Some(self.config.block_size),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_validation_names_the_field() {
+        assert!(MockerConfig::default().validate().is_ok());
+        let cases = [
+            MockerConfig {
+                speedup_ratio: -1.0,
+                ..Default::default()
+            },
+            MockerConfig {
+                speedup_ratio: f64::INFINITY,
+                ..Default::default()
+            },
+            MockerConfig {
+                block_size: 0,
+                ..Default::default()
+            },
+            MockerConfig {
+                vocab_size: 0,
+                ..Default::default()
+            },
+        ];
+        let fields = ["speedup_ratio", "speedup_ratio", "block_size", "vocab_size"];
+        for (config, field) in cases.iter().zip(fields) {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn new_outside_runtime_is_an_error_not_a_panic() {
+        let err = MockerEngine::new(MockerConfig::default()).err().unwrap();
+        assert!(err.to_string().contains("Tokio runtime"));
+    }
+}
