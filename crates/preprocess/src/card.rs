@@ -1,0 +1,370 @@
+//! [`ModelCard`]: what the frontend needs to know about a model, read from a Hugging Face style
+//! folder (`tokenizer.json`, `tokenizer_config.json`, `chat_template.jinja`, `config.json`,
+//! `generation_config.json`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+use switchyard_protocol::TokenId;
+
+use crate::error::PreprocessError;
+use crate::template::ChatTemplate;
+use crate::tokenizer::Tokenizer;
+
+/// Context length used when neither `config.json` nor `tokenizer_config.json` gives a sane one.
+pub const DEFAULT_CONTEXT_LENGTH: u32 = 32_768;
+
+/// `model_max_length` values at or above this are placeholders (transformers writes `1e30` when
+/// it does not know), not real limits.
+const SANE_MODEL_MAX_LENGTH: u64 = 10_000_000;
+
+/// The named special tokens transformers passes to chat templates, in its order. `bos_token` and
+/// `eos_token` have fields of their own; the others land in [`ModelCard::other_special_tokens`].
+const OTHER_SPECIAL_TOKEN_NAMES: [&str; 5] = [
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
+];
+
+/// A loaded model folder.
+#[derive(Clone, Debug)]
+pub struct ModelCard {
+    /// The folder's name; the default served model name.
+    pub name: String,
+    /// The folder it was loaded from.
+    pub path: PathBuf,
+    /// Maximum prompt + completion tokens: `config.json`'s `max_position_embeddings`, else a sane
+    /// `tokenizer_config.json` `model_max_length`, else [`DEFAULT_CONTEXT_LENGTH`].
+    pub context_length: u32,
+    /// End-of-sequence ids: `generation_config.json`, then `config.json`, then the tokenizer's
+    /// `eos_token`; deduplicated, first occurrence kept.
+    pub eos_token_ids: Vec<TokenId>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
+    /// `unk_token`, `sep_token`, `pad_token`, `cls_token`, `mask_token` when set: transformers
+    /// exposes these to chat templates too.
+    pub other_special_tokens: Vec<(String, String)>,
+    /// The default chat template source (`chat_template.jinja` wins over
+    /// `tokenizer_config.json`'s `chat_template`).
+    pub chat_template: Option<String>,
+    /// The template named `tool_use`, which transformers picks instead of the default one when a
+    /// request carries tools.
+    pub tool_use_chat_template: Option<String>,
+    pub tokenizer: Tokenizer,
+}
+
+impl ModelCard {
+    /// Loads `dir`. Only `tokenizer.json` is required; every error names the file at fault.
+    pub fn load(dir: &Path) -> Result<ModelCard, PreprocessError> {
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer_bytes = match std::fs::read(&tokenizer_path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Err(PreprocessError::model_file(
+                    &tokenizer_path,
+                    "missing: a model folder needs a Hugging Face tokenizer.json",
+                ));
+            }
+            Err(err) => {
+                return Err(PreprocessError::model_file(
+                    &tokenizer_path,
+                    format!("cannot read: {err}"),
+                ));
+            }
+        };
+        let tokenizer = Tokenizer::from_bytes(&tokenizer_bytes, &tokenizer_path)?;
+        drop(tokenizer_bytes);
+
+        let tokenizer_config_path = dir.join("tokenizer_config.json");
+        let tokenizer_config = read_json_object(&tokenizer_config_path)?.unwrap_or_default();
+        let config_path = dir.join("config.json");
+        let config = read_json_object(&config_path)?.unwrap_or_default();
+        let generation_config_path = dir.join("generation_config.json");
+        let generation_config = read_json_object(&generation_config_path)?.unwrap_or_default();
+
+        let bos_token = special_token(&tokenizer_config, "bos_token", &tokenizer_config_path)?;
+        let eos_token = special_token(&tokenizer_config, "eos_token", &tokenizer_config_path)?;
+        let mut other_special_tokens = Vec::new();
+        for name in OTHER_SPECIAL_TOKEN_NAMES {
+            if let Some(token) = special_token(&tokenizer_config, name, &tokenizer_config_path)? {
+                other_special_tokens.push((name.to_string(), token));
+            }
+        }
+
+        let (mut chat_template, tool_use_chat_template) =
+            config_chat_templates(&tokenizer_config, &tokenizer_config_path)?;
+        // Processor-style layout: `chat_template.json` holding `{"chat_template": "..."}`.
+        let chat_template_json_path = dir.join("chat_template.json");
+        if let Some(obj) = read_json_object(&chat_template_json_path)? {
+            let (template, _) = config_chat_templates(&obj, &chat_template_json_path)?;
+            if template.is_some() {
+                chat_template = template;
+            }
+        }
+        let jinja_path = dir.join("chat_template.jinja");
+        if let Some(source) = read_optional_text(&jinja_path)? {
+            chat_template = Some(source);
+        }
+
+        let mut eos_token_ids = Vec::new();
+        for (obj, path) in [
+            (&generation_config, &generation_config_path),
+            (&config, &config_path),
+        ] {
+            for id in token_id_list(obj, "eos_token_id", path)? {
+                push_unique(&mut eos_token_ids, id);
+            }
+        }
+        if let Some(eos) = &eos_token {
+            match tokenizer.token_to_id(eos) {
+                Some(id) => push_unique(&mut eos_token_ids, id),
+                None => tracing::warn!(
+                    model = %dir.display(),
+                    eos_token = %eos,
+                    "eos_token of tokenizer_config.json is not in the vocabulary"
+                ),
+            }
+        }
+
+        let context_length = context_length(&config, &config_path, &tokenizer_config)?;
+
+        Ok(ModelCard {
+            name: folder_name(dir),
+            path: dir.to_path_buf(),
+            context_length,
+            eos_token_ids,
+            bos_token,
+            eos_token,
+            other_special_tokens,
+            chat_template,
+            tool_use_chat_template,
+            tokenizer,
+        })
+    }
+
+    /// Every named special token transformers passes to chat templates, as `(name, token)`.
+    pub fn special_tokens(&self) -> Vec<(String, String)> {
+        let mut tokens = Vec::with_capacity(2 + self.other_special_tokens.len());
+        if let Some(bos) = &self.bos_token {
+            tokens.push(("bos_token".to_string(), bos.clone()));
+        }
+        if let Some(eos) = &self.eos_token {
+            tokens.push(("eos_token".to_string(), eos.clone()));
+        }
+        tokens.extend(self.other_special_tokens.iter().cloned());
+        tokens
+    }
+
+    /// Compiles the default chat template with this model's special tokens, if it has one.
+    pub fn compile_chat_template(&self) -> Result<Option<ChatTemplate>, PreprocessError> {
+        self.chat_template
+            .as_deref()
+            .map(|source| ChatTemplate::with_special_tokens(source, self.special_tokens()))
+            .transpose()
+    }
+
+    /// Compiles the `tool_use` chat template, if the model has a separate one.
+    pub fn compile_tool_use_chat_template(&self) -> Result<Option<ChatTemplate>, PreprocessError> {
+        self.tool_use_chat_template
+            .as_deref()
+            .map(|source| ChatTemplate::with_special_tokens(source, self.special_tokens()))
+            .transpose()
+    }
+}
+
+fn folder_name(dir: &Path) -> String {
+    // `.` or `foo/..` have no file name of their own; the canonical path does.
+    dir.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .or_else(|| {
+            dir.canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        })
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+fn push_unique(ids: &mut Vec<TokenId>, id: TokenId) {
+    if !ids.contains(&id) {
+        ids.push(id);
+    }
+}
+
+fn read_optional_text(path: &Path) -> Result<Option<String>, PreprocessError> {
+    match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|err| PreprocessError::model_file(path, format!("not UTF-8: {err}"))),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(PreprocessError::model_file(
+            path,
+            format!("cannot read: {err}"),
+        )),
+    }
+}
+
+/// Reads an optional JSON file that must hold an object.
+fn read_json_object(path: &Path) -> Result<Option<Map<String, Value>>, PreprocessError> {
+    let Some(text) = read_optional_text(path)? else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(obj)) => Ok(Some(obj)),
+        Ok(other) => Err(PreprocessError::model_file(
+            path,
+            format!("expected a JSON object, found {}", json_type(&other)),
+        )),
+        Err(err) => Err(PreprocessError::model_file(
+            path,
+            format!("malformed JSON: {err}"),
+        )),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A special token given as a plain string or as an AddedToken object `{"content": ...}`.
+fn special_token(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Option<String>, PreprocessError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(token)) => Ok(Some(token.clone())),
+        Some(Value::Object(added)) => match added.get("content") {
+            Some(Value::String(token)) => Ok(Some(token.clone())),
+            _ => Err(PreprocessError::model_file(
+                path,
+                format!("`{key}` is an object without a string `content`"),
+            )),
+        },
+        Some(other) => Err(PreprocessError::model_file(
+            path,
+            format!(
+                "`{key}` must be a string or an AddedToken object, found {}",
+                json_type(other)
+            ),
+        )),
+    }
+}
+
+/// `chat_template` as a string, or as a list of `{name, template}`: returns the default and the
+/// `tool_use` templates.
+fn config_chat_templates(
+    obj: &Map<String, Value>,
+    path: &Path,
+) -> Result<(Option<String>, Option<String>), PreprocessError> {
+    match obj.get("chat_template") {
+        None | Some(Value::Null) => Ok((None, None)),
+        Some(Value::String(source)) => Ok((Some(source.clone()), None)),
+        Some(Value::Array(entries)) => {
+            let mut default = None;
+            let mut tool_use = None;
+            for entry in entries {
+                let name = entry.get("name").and_then(Value::as_str);
+                let template = entry.get("template").and_then(Value::as_str);
+                let (Some(name), Some(template)) = (name, template) else {
+                    return Err(PreprocessError::model_file(
+                        path,
+                        "`chat_template` list entries must be objects with string `name` and `template`",
+                    ));
+                };
+                match name {
+                    "default" => default = Some(template.to_string()),
+                    "tool_use" => tool_use = Some(template.to_string()),
+                    _ => {}
+                }
+            }
+            if default.is_none() {
+                tracing::warn!(file = %path.display(), "chat_template list has no `default` entry");
+            }
+            Ok((default, tool_use))
+        }
+        Some(other) => Err(PreprocessError::model_file(
+            path,
+            format!(
+                "`chat_template` must be a string or a list of {{name, template}}, found {}",
+                json_type(other)
+            ),
+        )),
+    }
+}
+
+/// A token id field given as an integer, a list of integers, or null.
+fn token_id_list(
+    obj: &Map<String, Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Vec<TokenId>, PreprocessError> {
+    let invalid = || {
+        PreprocessError::model_file(
+            path,
+            format!("`{key}` must be a token id or a list of token ids"),
+        )
+    };
+    let as_id = |v: &Value| {
+        v.as_u64()
+            .and_then(|id| TokenId::try_from(id).ok())
+            .ok_or_else(invalid)
+    };
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(as_id).collect(),
+        Some(single) => Ok(vec![as_id(single)?]),
+    }
+}
+
+fn context_length(
+    config: &Map<String, Value>,
+    config_path: &Path,
+    tokenizer_config: &Map<String, Value>,
+) -> Result<u32, PreprocessError> {
+    // Multimodal configs (Gemma 3, Llava...) keep the language model's under `text_config`.
+    let text_config = config.get("text_config").and_then(Value::as_object);
+    let max_positions = config
+        .get("max_position_embeddings")
+        .or_else(|| text_config.and_then(|c| c.get("max_position_embeddings")));
+    match max_positions {
+        None | Some(Value::Null) => {}
+        Some(value) => {
+            let length = value
+                .as_u64()
+                .filter(|&n| n > 0)
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    PreprocessError::model_file(
+                        config_path,
+                        format!("`max_position_embeddings` must be a positive 32-bit integer, found {value}"),
+                    )
+                })?;
+            return Ok(length);
+        }
+    }
+    // `model_max_length` is often a huge float placeholder; only trust sane values.
+    let model_max_length = tokenizer_config
+        .get("model_max_length")
+        .and_then(|v| {
+            v.as_u64().or_else(|| {
+                // Written as a float (`131072.0`, or the `1e30` placeholder).
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f > 0.0 && *f < SANE_MODEL_MAX_LENGTH as f64)
+                    .map(|f| f as u64)
+            })
+        })
+        .filter(|&n| n > 0 && n < SANE_MODEL_MAX_LENGTH);
+    Ok(model_max_length
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(DEFAULT_CONTEXT_LENGTH))
+}

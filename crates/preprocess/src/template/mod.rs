@@ -1,0 +1,438 @@
+//! [`ChatTemplate`]: a Hugging Face chat template compiled once and rendered per request, with
+//! the output Python `transformers` (`apply_chat_template(..., tokenize=False)`) gives.
+//!
+//! What transformers does and this module reproduces:
+//! - jinja2 `ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)` with the
+//!   `loopcontrols` extension; no trailing newline kept.
+//! - globals `raise_exception(msg)` and `strftime_now(fmt)`, its own `tojson` filter
+//!   (`json.dumps` with `ensure_ascii=False`), the `{% generation %}` tag (body rendered as is).
+//! - the template sees `messages`, `tools` (None when absent), `documents` (None),
+//!   `add_generation_prompt`, the tokenizer's named special tokens (`bos_token`, `eos_token`,
+//!   `pad_token`...) and the caller's extra keyword arguments (which override special tokens).
+//! - messages are normalised first: keys whose value is `null` are dropped (so a `content: null`
+//!   is undefined, not None), and a message carrying reasoning under `reasoning_content`,
+//!   `thinking` or `reasoning` gets it under both `thinking` and `reasoning_content`.
+//! - Python semantics on values: `True`/`None` print as in Python, floats print as Python's
+//!   `repr`, Python `str` methods (`strip`, `split`, `startswith`, ...) behave as Python's.
+//!
+//! Known differences, none met in the templates we test: `{% set %}` inside a
+//! `{% generation %}` block leaks out of it (jinja2 scopes it), and floats nested in a printed
+//! list or concatenated with `~` use minijinja's notation (`1e20` rather than `1e+20`).
+
+mod json;
+mod python;
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use minijinja::value::{Rest, Value, ValueOrKwargs};
+use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior};
+use serde_json::{Map, Value as JsonValue};
+
+use crate::error::PreprocessError;
+
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// The variables a template sees that callers cannot override through `extra`.
+const RESERVED_VARIABLES: [&str; 3] = ["messages", "tools", "add_generation_prompt"];
+
+/// Reasoning field names, in the order transformers looks for them.
+const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
+
+/// One render's input.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ChatTemplateInput<'a> {
+    /// OpenAI-style messages (`role`, `content`, `tool_calls`, `tool_call_id`, ...).
+    pub messages: &'a [JsonValue],
+    /// Tool definitions (`{"type": "function", "function": {...}}`), if the request has any.
+    pub tools: Option<&'a [JsonValue]>,
+    /// Append the assistant turn header so the model answers next.
+    pub add_generation_prompt: bool,
+    /// `chat_template_kwargs`: extra top-level variables (`enable_thinking`, `date_string`,
+    /// `documents`...).
+    pub extra: Option<&'a Map<String, JsonValue>>,
+}
+
+/// A compiled chat template. Cheap to clone; `Send + Sync`; rendering takes `&self`.
+#[derive(Clone)]
+pub struct ChatTemplate {
+    inner: Arc<Compiled>,
+}
+
+struct Compiled {
+    env: Environment<'static>,
+    special_tokens: Vec<(String, Value)>,
+    source: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source_len", &self.inner.source.len())
+            .finish()
+    }
+}
+
+/// The error `raise_exception(msg)` raises, recognised after rendering to report `msg` verbatim.
+#[derive(Debug)]
+struct RaisedException(String);
+
+impl std::fmt::Display for RaisedException {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RaisedException {}
+
+impl ChatTemplate {
+    /// Compiles `source` with `bos_token` and `eos_token` as template variables.
+    pub fn new(
+        source: &str,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Result<ChatTemplate, PreprocessError> {
+        let tokens = [("bos_token", bos_token), ("eos_token", eos_token)]
+            .into_iter()
+            .filter_map(|(name, token)| token.map(|t| (name.to_string(), t)));
+        Self::with_special_tokens(source, tokens)
+    }
+
+    /// Compiles `source` with any named special tokens (`bos_token`, `pad_token`, ...) as
+    /// template variables, as transformers passes them all.
+    pub fn with_special_tokens(
+        source: &str,
+        special_tokens: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ChatTemplate, PreprocessError> {
+        let mut env = Environment::new();
+        configure(&mut env);
+        let prepared = rewrite_generation_tags(source).into_owned();
+        env.add_template_owned(TEMPLATE_NAME, prepared)
+            .map_err(|err| PreprocessError::TemplateSyntax(describe(&err)))?;
+        let special_tokens = special_tokens
+            .into_iter()
+            .map(|(name, token)| (name, Value::from(token)))
+            .collect();
+        Ok(ChatTemplate {
+            inner: Arc::new(Compiled {
+                env,
+                special_tokens,
+                source: source.to_string(),
+            }),
+        })
+    }
+
+    /// The template source as given.
+    pub fn source(&self) -> &str {
+        &self.inner.source
+    }
+
+    /// Whether the template itself walks a message's `content` as a list of parts (as Gemma's
+    /// and Llama 4's do); if not, callers should [`flatten_text_content`] first, as vLLM does.
+    pub fn accepts_content_parts(&self) -> bool {
+        let src = &self.inner.source;
+        // A `for` over a message's content, or a type test on it, means the template handles
+        // lists itself.
+        const CONTENT_ACCESSES: [&str; 4] = [
+            "message['content']",
+            "message[\"content\"]",
+            "message.content",
+            "content",
+        ];
+        src.split("{%").skip(1).any(|block| {
+            let statement = block.split("%}").next().unwrap_or_default();
+            let statement = statement.trim_start_matches(['-', '+']).trim_start();
+            statement.starts_with("for ")
+                && statement.split(" in ").nth(1).is_some_and(|iterable| {
+                    let iterable = iterable.trim_end_matches(['-', '+', ' ']).trim();
+                    CONTENT_ACCESSES.iter().any(|a| iterable.starts_with(a))
+                })
+        })
+    }
+
+    /// Renders one conversation. Errors: [`PreprocessError::TemplateRaised`] when the template
+    /// rejects the input with `raise_exception`, [`PreprocessError::TemplateRender`] for other
+    /// render failures, [`PreprocessError::InvalidInput`] when a message is not a JSON object.
+    pub fn render(&self, input: &ChatTemplateInput<'_>) -> Result<String, PreprocessError> {
+        let messages = input
+            .messages
+            .iter()
+            .enumerate()
+            .map(|(idx, message)| normalize_message(idx, message))
+            .collect::<Result<Vec<Value>, _>>()?;
+        let tools = match input.tools {
+            Some(tools) => tools.iter().map(json_to_value).collect(),
+            None => Value::from(()),
+        };
+
+        let extra_len = input.extra.map_or(0, Map::len);
+        let mut context: Vec<(Value, Value)> =
+            Vec::with_capacity(self.inner.special_tokens.len() + extra_len + 4);
+        for (name, token) in &self.inner.special_tokens {
+            context.push((Value::from(name.as_str()), token.clone()));
+        }
+        context.push((Value::from("documents"), Value::from(())));
+        if let Some(extra) = input.extra {
+            for (key, value) in extra {
+                if !RESERVED_VARIABLES.contains(&key.as_str()) {
+                    context.push((Value::from(key.as_str()), json_to_value(value)));
+                }
+            }
+        }
+        context.push((Value::from("messages"), Value::from(messages)));
+        context.push((Value::from("tools"), tools));
+        context.push((
+            Value::from("add_generation_prompt"),
+            Value::from(input.add_generation_prompt),
+        ));
+        // Later pairs win on duplicate keys, giving transformers' precedence.
+        let context = Value::from_pairs(context);
+
+        let template = self
+            .inner
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|err| PreprocessError::TemplateRender(describe(&err)))?;
+        template.render(context).map_err(render_error)
+    }
+}
+
+/// Installs the jinja2 configuration and globals transformers uses.
+fn configure(env: &mut Environment<'static>) {
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(false)
+            .build()
+            .unwrap_or_default(),
+    );
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_auto_escape_callback(|_| AutoEscape::None);
+    env.set_unknown_method_callback(python::unknown_method);
+    env.set_formatter(|out, state, value| {
+        // Python prints floats by `repr` (`1e-05`, `1e+16`); everything else minijinja
+        // already prints the Python way (`True`, `None`, `['a', 1]`).
+        if value.is_number()
+            && !value.is_integer()
+            && let Ok(x) = f64::try_from(value.clone())
+        {
+            return out
+                .write_str(&python::py_float_repr(x))
+                .map_err(|_| Error::from(ErrorKind::WriteFailure));
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
+    // `ValueOrKwargs`: plain `Value` arguments reject keyword arguments.
+    env.add_filter("tojson", |value: &Value, args: Rest<ValueOrKwargs>| {
+        json::tojson_filter(value, &into_values(args))
+    });
+    env.add_filter("trim", |value: &Value, args: Rest<ValueOrKwargs>| {
+        let a = python::bind_args("trim", &into_values(args), &["chars"])?;
+        let chars = match &a[0] {
+            Some(v) if !v.is_none() => Some(v.to_string()),
+            _ => None,
+        };
+        let text = match value.as_str() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(value.to_string()),
+        };
+        Ok::<_, Error>(Value::from(python::py_strip(
+            &text,
+            chars.as_deref(),
+            true,
+            true,
+        )))
+    });
+    env.add_function(
+        "raise_exception",
+        |message: Value| -> Result<Value, Error> {
+            let message = message.to_string();
+            Err(Error::new(ErrorKind::InvalidOperation, message.clone())
+                .with_source(RaisedException(message)))
+        },
+    );
+    env.add_function("strftime_now", |format: &str| strftime_now(format));
+}
+
+fn into_values(args: Rest<ValueOrKwargs>) -> Vec<Value> {
+    args.0.into_iter().map(ValueOrKwargs::into_value).collect()
+}
+
+fn strftime_now(format: &str) -> Result<String, Error> {
+    use chrono::format::{Item, StrftimeItems};
+    let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
+    if items.iter().any(|item| matches!(item, Item::Error)) {
+        return Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: invalid format {format:?}"),
+        ));
+    }
+    let mut out = String::new();
+    write!(
+        out,
+        "{}",
+        chrono::Local::now().format_with_items(items.into_iter())
+    )
+    .map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("strftime_now: cannot format {format:?}"),
+        )
+    })?;
+    Ok(out)
+}
+
+/// A one-line description of a minijinja error, with its location and causes.
+fn describe(err: &Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn render_error(err: Error) -> PreprocessError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(current) = cause {
+        if let Some(raised) = current.downcast_ref::<RaisedException>() {
+            return PreprocessError::TemplateRaised(raised.0.clone());
+        }
+        cause = current.source();
+    }
+    PreprocessError::TemplateRender(describe(&err))
+}
+
+/// transformers' `AssistantTracker` extension adds `{% generation %}...{% endgeneration %}`,
+/// whose body renders unchanged. minijinja has no custom tags, so the tags become
+/// `{% if true %}`/`{% endif %}`, which keep the same whitespace-control behaviour.
+fn rewrite_generation_tags(source: &str) -> Cow<'_, str> {
+    if !source.contains("generation") {
+        return Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        let (head, after_open) = rest.split_at(start + 2);
+        out.push_str(head);
+        let (modifier, body) = match after_open.as_bytes().first() {
+            Some(b'-' | b'+') => after_open.split_at(1),
+            _ => ("", after_open),
+        };
+        let word_start = body.len() - body.trim_start().len();
+        let (space, word_and_rest) = body.split_at(word_start);
+        let replaced = [("endgeneration", "endif"), ("generation", "if true")]
+            .into_iter()
+            .find_map(|(word, replacement)| {
+                let tail = word_and_rest.strip_prefix(word)?;
+                let tail_trimmed = tail.trim_start_matches([' ', '\t', '\n', '\r', '-', '+']);
+                tail_trimmed
+                    .starts_with("%}")
+                    .then_some((replacement, tail))
+            });
+        match replaced {
+            Some((replacement, tail)) => {
+                out.push_str(modifier);
+                out.push_str(space);
+                out.push_str(replacement);
+                rest = tail;
+            }
+            None => rest = after_open,
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// A JSON value as a template value (objects keep their key order).
+pub(crate) fn json_to_value(value: &JsonValue) -> Value {
+    match value {
+        JsonValue::Null => Value::from(()),
+        JsonValue::Bool(b) => Value::from(*b),
+        JsonValue::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        JsonValue::String(s) => Value::from(s.as_str()),
+        JsonValue::Array(items) => items.iter().map(json_to_value).collect(),
+        JsonValue::Object(obj) => {
+            Value::from_pairs(obj.iter().map(|(k, v)| (k.as_str(), json_to_value(v))))
+        }
+    }
+}
+
+/// One message as transformers hands it to the template: `null` keys dropped, reasoning
+/// aliased under `thinking` (first key) and `reasoning_content`.
+fn normalize_message(idx: usize, message: &JsonValue) -> Result<Value, PreprocessError> {
+    let JsonValue::Object(obj) = message else {
+        return Err(PreprocessError::InvalidInput(format!(
+            "messages[{idx}] must be an object"
+        )));
+    };
+    let present = |key: &str| obj.get(key).filter(|v| !v.is_null());
+    let reasoning = REASONING_FIELDS.iter().find_map(|key| present(key));
+    let mut pairs: Vec<(&str, Value)> = Vec::with_capacity(obj.len() + 2);
+    if let Some(reasoning) = reasoning {
+        let thinking = present("thinking").unwrap_or(reasoning);
+        pairs.push(("thinking", json_to_value(thinking)));
+    }
+    for (key, value) in obj {
+        if value.is_null() || (reasoning.is_some() && key == "thinking") {
+            continue;
+        }
+        let value = match reasoning {
+            Some(reasoning) if key == "reasoning_content" => reasoning,
+            _ => value,
+        };
+        pairs.push((key.as_str(), json_to_value(value)));
+    }
+    if let Some(reasoning) = reasoning
+        && present("reasoning_content").is_none()
+    {
+        pairs.push(("reasoning_content", json_to_value(reasoning)));
+    }
+    Ok(Value::from_pairs(pairs))
+}
+
+/// Turns OpenAI content-part lists whose parts are all text (`[{"type": "text", "text": ...}]`)
+/// into one string, the parts joined with `"\n"`, as vLLM does for templates that expect a
+/// string `content`. Messages with any non-text part are left as they are, so the caller can
+/// reject or handle them explicitly.
+pub fn flatten_text_content(messages: &mut [JsonValue]) {
+    for message in messages {
+        let Some(content) = message.get_mut("content") else {
+            continue;
+        };
+        let JsonValue::Array(parts) = content else {
+            continue;
+        };
+        let all_text = parts.iter().all(|part| {
+            part.get("type").and_then(JsonValue::as_str) == Some("text")
+                && part.get("text").is_some_and(JsonValue::is_string)
+        });
+        if !all_text {
+            continue;
+        }
+        let mut joined = String::new();
+        for (idx, part) in parts.iter().enumerate() {
+            if idx > 0 {
+                joined.push('\n');
+            }
+            joined.push_str(
+                part.get("text")
+                    .and_then(JsonValue::as_str)
+                    .unwrap_or_default(),
+            );
+        }
+        *content = JsonValue::String(joined);
+    }
+}
