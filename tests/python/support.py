@@ -73,18 +73,7 @@ class Server:
     # "health" waits for GET /health == 200 (a worker serves the model); "live" for GET /live
     # == 200 (for servers that must never become ready, e.g. --workers 0).
     ready: str = "health"
-    engine_args: list[str] = field(
-        default_factory=lambda: [
-            "--engine",
-            "echo",
-            "--workers",
-            "2",
-            "--model-path",
-            str(MODEL_DIR),
-            "--model-name",
-            MODEL_NAME,
-        ]
-    )
+    workers: int = 2
 
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -117,7 +106,14 @@ class Server:
             "127.0.0.1",
             "--http-port",
             str(self.port),
-            *self.engine_args,
+            "--engine",
+            "echo",
+            "--workers",
+            str(self.workers),
+            "--model-path",
+            str(MODEL_DIR),
+            "--model-name",
+            MODEL_NAME,
             *self.extra_args,
         ]
 
@@ -380,6 +376,17 @@ def qwen3_chat_prompt(messages: list[dict]) -> str:
     assert messages[-1]["role"] == "user", "helper renders conversations ending with a user turn"
     out.append("<|im_start|>assistant\n")
     return "".join(out)
+
+
+QWEN3_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
+
+
+def without_special_tokens(text: str) -> str:
+    """What `decode(..., skip_special_tokens=True)` shows of a rendered prompt: special tokens
+    are whole tokens, so dropping them from the text is the same as dropping their ids."""
+    for t in QWEN3_SPECIAL_TOKENS:
+        text = text.replace(t, "")
+    return text
 
 
 _vocab: dict[str, int] | None = None

@@ -1,14 +1,17 @@
 """POST /v1/chat/completions against the echo engine: the reply is the whole prompt as the Qwen3
-chat template renders it (special tokens included), ending with the generation prompt."""
+chat template renders it, ending with the generation prompt. Special tokens (`<|im_start|>`,
+`<|im_end|>`) are dropped from the text by default, as vLLM does; with the vLLM extension
+`skip_special_tokens: false` the reply is the rendered prompt byte for byte."""
 
 from __future__ import annotations
 
 import openai
 import pytest
 
-from support import MODEL_NAME, qwen3_chat_prompt
+from support import MODEL_NAME, qwen3_chat_prompt, without_special_tokens
 
 GENERATION_PROMPT = "<|im_start|>assistant\n"
+SHOW_SPECIAL = {"skip_special_tokens": False}
 
 CONVERSATIONS = {
     "one_user_turn": [{"role": "user", "content": "Hello! How are you today?"}],
@@ -46,21 +49,38 @@ def test_unary_chat_echoes_the_templated_prompt(client: openai.OpenAI, key: str)
     assert choice.finish_reason == "stop"
     content = choice.message.content
     assert messages[-1]["content"] in content
-    assert content.endswith(GENERATION_PROMPT), repr(content[-60:])
-    # Byte-for-byte what transformers' apply_chat_template renders for this conversation.
-    assert content == qwen3_chat_prompt(messages)
+    assert content.endswith("\nassistant\n"), repr(content[-60:])
+    assert "<|im_start|>" not in content and "<|im_end|>" not in content
+    assert content == without_special_tokens(qwen3_chat_prompt(messages))
     assert r.usage.completion_tokens == r.usage.prompt_tokens > 0
     assert r.usage.total_tokens == 2 * r.usage.prompt_tokens
 
 
 @pytest.mark.parametrize("key", sorted(CONVERSATIONS))
-def test_streamed_chat_matches_unary(client: openai.OpenAI, key: str) -> None:
+def test_unary_chat_with_special_tokens_is_the_exact_rendered_prompt(
+    client: openai.OpenAI, key: str
+) -> None:
     messages = CONVERSATIONS[key]
-    text, chunks = stream_chat(client, messages=messages)
-    unary = client.chat.completions.create(model=MODEL_NAME, messages=messages)
+    r = client.chat.completions.create(model=MODEL_NAME, messages=messages, extra_body=SHOW_SPECIAL)
+    content = r.choices[0].message.content
+    assert messages[-1]["content"] in content
+    assert content.endswith(GENERATION_PROMPT), repr(content[-60:])
+    # Byte-for-byte what transformers' apply_chat_template renders for this conversation.
+    assert content == qwen3_chat_prompt(messages)
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.completion_tokens == r.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("show_special", [False, True], ids=["default", "special_tokens_shown"])
+@pytest.mark.parametrize("key", sorted(CONVERSATIONS))
+def test_streamed_chat_matches_unary(client: openai.OpenAI, key: str, show_special: bool) -> None:
+    messages = CONVERSATIONS[key]
+    extra = SHOW_SPECIAL if show_special else {}
+    text, chunks = stream_chat(client, messages=messages, extra_body=extra)
+    unary = client.chat.completions.create(model=MODEL_NAME, messages=messages, extra_body=extra)
     assert text == unary.choices[0].message.content
-    assert messages[-1]["content"] in text
-    assert text.endswith(GENERATION_PROMPT)
+    rendered = qwen3_chat_prompt(messages)
+    assert text == (rendered if show_special else without_special_tokens(rendered))
     for c in chunks:
         assert c.object == "chat.completion.chunk"
         assert c.id == chunks[0].id and c.id.startswith("chatcmpl-")
@@ -94,7 +114,7 @@ def test_include_usage(client: openai.OpenAI) -> None:
     text, chunks = stream_chat(
         client, messages=messages, stream_options={"include_usage": True}
     )
-    assert text == qwen3_chat_prompt(messages)
+    assert text == without_special_tokens(qwen3_chat_prompt(messages))
     last = chunks[-1]
     assert last.choices == []
     assert last.usage is not None
@@ -110,8 +130,8 @@ def test_include_usage(client: openai.OpenAI) -> None:
 def test_max_tokens_gives_length_and_exact_count(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Hello"}]
     r = client.chat.completions.create(model=MODEL_NAME, messages=messages, max_tokens=3)
-    # The first three tokens of the rendered prompt: <|im_start|>, "user", "\n".
-    assert r.choices[0].message.content == "<|im_start|>user\n"
+    # The first three tokens of the rendered prompt: <|im_start|> (not shown), "user", "\n".
+    assert r.choices[0].message.content == "user\n"
     assert r.choices[0].finish_reason == "length"
     assert r.usage.completion_tokens == 3
 
@@ -123,6 +143,7 @@ def test_max_completion_tokens_is_honoured(client: openai.OpenAI) -> None:
         messages=messages,
         max_completion_tokens=4,
         stream_options={"include_usage": True},
+        extra_body=SHOW_SPECIAL,
     )
     assert text == "<|im_start|>user\nHello"
     assert [c for c in chunks if c.choices][-1].choices[0].finish_reason == "length"

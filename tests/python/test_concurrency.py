@@ -57,7 +57,7 @@ def test_64_concurrent_streams_are_each_exact(server: Server) -> None:
         if i % 2 == 0:
             assert text == prompt_for(i), f"stream {i}"
         else:
-            expected = f"<|im_start|>user\n{prompt_for(i)}<|im_end|>\n<|im_start|>assistant\n"
+            expected = f"user\n{prompt_for(i)}\nassistant\n"
             assert text == expected, f"stream {i}"
         assert finish == "stop", f"stream {i}"
     ids = [rid for *_, rid in results]

@@ -209,7 +209,7 @@ def test_default_limit_accepts_a_few_megabytes(http: httpx.Client) -> None:
 
 @pytest.fixture(scope="module")
 def no_worker_server(spawn_server) -> Server:
-    return spawn_server("no-workers", ["--workers", "0"], ready="live")
+    return spawn_server("no-workers", workers=0, ready="live")
 
 
 def test_health_is_503_without_workers(no_worker_server: Server) -> None:

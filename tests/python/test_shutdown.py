@@ -15,7 +15,7 @@ PROMPT = (SENTENCE * 10).strip()  # ~100 tokens → ~2 s at 20 ms per token
 
 
 def test_sigterm_drains_in_flight_stream_then_exits_0(spawn_server) -> None:
-    srv: Server = spawn_server("drain", ["--echo-delay-ms", "20", "--workers", "1"])
+    srv: Server = spawn_server("drain", ["--echo-delay-ms", "20"], workers=1)
     first_chunk = threading.Event()
     result: dict = {}
 

@@ -62,7 +62,7 @@ def test_stop_string_that_never_matches(client: openai.OpenAI) -> None:
 
 def test_chat_stop_string(client: openai.OpenAI) -> None:
     messages = [{"role": "user", "content": "Say Hello there"}]
-    expected = "<|im_start|>user\nSay "
+    expected = "user\nSay "
     r = client.chat.completions.create(model=MODEL_NAME, messages=messages, stop="Hello")
     assert r.choices[0].message.content == expected
     assert r.choices[0].finish_reason == "stop"
@@ -84,7 +84,10 @@ def test_stop_string_spanning_chat_template_tokens(client: openai.OpenAI) -> Non
     # "<|im_end|>\n<|im" spans a special token, a newline and part of the next special token.
     messages = [{"role": "user", "content": "abc"}]
     r = client.chat.completions.create(
-        model=MODEL_NAME, messages=messages, stop="c<|im_end|>\n<|im"
+        model=MODEL_NAME,
+        messages=messages,
+        stop="c<|im_end|>\n<|im",
+        extra_body={"skip_special_tokens": False},
     )
     assert r.choices[0].message.content == "<|im_start|>user\nab"
     assert r.choices[0].finish_reason == "stop"
