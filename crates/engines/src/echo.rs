@@ -9,8 +9,9 @@
 //! - `max_tokens > n`, no stop token in the prompt: the `n` tokens, the last one with `Stop`.
 //! - `max_tokens <= n`: the first `max_tokens` tokens, the last one with `Length` (EOS would have
 //!   been token `n + 1`, past the limit).
-//! - a prompt token in `stop_token_ids` / EOS (per [`StopConditions::is_stop_token`]): emitted,
-//!   with `Stop`; the frontend hides its text.
+//! - a prompt token in `stop_token_ids` (once `min_tokens` is reached): emitted, with `Stop`;
+//!   the frontend hides its text. EOS ids inside the prompt are echoed like any token: a chat
+//!   prompt is full of end-of-turn tokens, and the echo "model" says its whole prompt.
 //! - `max_tokens == 0`: one item without tokens, `Length`. Empty prompt: one item without
 //!   tokens, `Stop`.
 //!
@@ -98,8 +99,7 @@ impl EchoStream {
         let stop = request.stop;
         EchoStream {
             prompt: request.token_ids,
-            has_stop_ids: !stop.stop_token_ids.is_empty()
-                || (!stop.ignore_eos && !stop.eos_token_ids.is_empty()),
+            has_stop_ids: !stop.stop_token_ids.is_empty(),
             stop,
             generated: 0,
             done: false,
@@ -131,7 +131,10 @@ impl EchoStream {
         self.generated += 1;
         let output = EngineOutput::token(token);
 
-        let finish = if self.has_stop_ids && self.stop.is_stop_token(token, self.generated) {
+        let finish = if self.has_stop_ids
+            && self.generated > self.stop.min_tokens
+            && self.stop.stop_token_ids.contains(&token)
+        {
             Some(FinishReason::Stop)
         } else if self.generated >= self.stop.max_tokens {
             Some(FinishReason::Length)

@@ -97,14 +97,16 @@ async fn stop_token_in_prompt_is_emitted_and_stops() {
 }
 
 #[tokio::test]
-async fn eos_in_prompt_stops_unless_ignore_eos() {
+async fn eos_in_prompt_is_echoed_and_ignore_eos_runs_to_max_tokens() {
     let stop = StopConditions {
         max_tokens: 100,
         eos_token_ids: vec![6],
         ..Default::default()
     };
-    let (tokens, _) = shape(&echo(&[5, 6, 7], stop.clone()).await);
-    assert_eq!(tokens, vec![vec![5], vec![6]]);
+    // A chat prompt is full of end-of-turn tokens: the echo says all of it, then stops.
+    let (tokens, finish) = shape(&echo(&[5, 6, 7], stop.clone()).await);
+    assert_eq!(tokens, vec![vec![5], vec![6], vec![7]]);
+    assert_eq!(finish.last(), Some(&Some(FinishReason::Stop)));
 
     let ignoring = StopConditions {
         ignore_eos: true,

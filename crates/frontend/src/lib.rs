@@ -1,1 +1,25 @@
-//! placeholder
+//! The request pipeline shared by every front door (OpenAI HTTP now, KServe gRPC later):
+//! preprocess → route → stream → postprocess.
+//!
+//! - [`ModelManager`]: the served models, kept in step with discovery; looks up a
+//!   [`ModelPipeline`] by name and answers readiness.
+//! - [`ModelPipeline`]: one model's tokenizer, chat template, [`switchyard_router::Router`] and
+//!   request plane. [`ModelPipeline::preprocess_chat`] / [`ModelPipeline::preprocess_completion`]
+//!   turn OpenAI requests into [`switchyard_protocol::PreprocessedRequest`]s (CPU work runs on
+//!   the [`CpuPool`], never on the reactor); [`ModelPipeline::generate`] routes one and returns a
+//!   [`Generation`].
+//! - [`Generation`]: one choice's stream of text deltas. Dropping it cancels the request on the
+//!   worker and releases the router's load accounting (through the router's `LoadGuard`).
+//! - [`Metrics`]: the Prometheus registry every front door records into.
+
+mod cpu_pool;
+mod generation;
+mod manager;
+mod metrics;
+mod pipeline;
+
+pub use cpu_pool::CpuPool;
+pub use generation::{Generation, TextDelta};
+pub use manager::{ModelManager, load_model_card};
+pub use metrics::{Endpoint, Metrics, ModelMetrics};
+pub use pipeline::ModelPipeline;

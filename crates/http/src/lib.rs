@@ -1,1 +1,20 @@
-//! placeholder
+//! The OpenAI-compatible HTTP front door (axum).
+//!
+//! - [`HttpService`]: the shared state of all handlers: the [`ModelManager`], the
+//!   [`Metrics`], and the drain state.
+//! - [`router`]: the axum routes (`/v1/chat/completions`, `/v1/completions`, `/v1/models`,
+//!   `/health`, `/live`, `/metrics`) with OpenAI-shaped 404/405/413 fallbacks.
+//! - [`serve`]: binds HTTP or HTTPS and runs until shutdown, then drains: `/health` and
+//!   `/live` answer 503 and new requests are refused while in-flight responses finish.
+//! - `openai`: request handlers; `responses`: unary JSON bodies and SSE streams.
+//!
+//! Invariant: this crate knows nothing about engines or workers; it talks to the
+//! [`switchyard_frontend`] pipeline only.
+
+mod error;
+mod openai;
+mod responses;
+mod server;
+
+pub use server::{HttpConfig, HttpService, TlsConfig, router, serve};
+pub use switchyard_frontend::{Metrics, ModelManager};

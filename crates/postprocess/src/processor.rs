@@ -98,13 +98,15 @@ impl PostProcessor {
         }
         self.text.clear();
         let mut finish = None;
-        for &token in &out.token_ids {
+        let last = out.token_ids.len().saturating_sub(1);
+        let engine_stopped = out.finish_reason == Some(FinishReason::Stop);
+        for (i, &token) in out.token_ids.iter().enumerate() {
             if self.completion_tokens >= self.stop.max_tokens {
                 finish = Some(FinishReason::Length);
                 break;
             }
             self.completion_tokens += 1;
-            if self.stop.is_stop_token(token, self.completion_tokens) {
+            if self.ends_generation(token, engine_stopped && i == last) {
                 self.stop_token = Some(token);
                 finish = Some(FinishReason::Stop);
                 break;
@@ -136,6 +138,17 @@ impl PostProcessor {
         })
     }
 
+    /// Whether `token` is a hidden stop token. Stop token ids the client asked for are enforced
+    /// here too (a safety net over the engine). EOS counts only where the engine itself stopped
+    /// on it: an EOS id in the middle of a stream is ordinary text (an echo of a chat prompt is
+    /// full of end-of-turn tokens), which `skip_special_tokens` usually hides anyway.
+    fn ends_generation(&self, token: u32, engine_stopped_on_it: bool) -> bool {
+        if engine_stopped_on_it {
+            return self.stop.is_stop_token(token, self.completion_tokens);
+        }
+        self.completion_tokens > self.stop.min_tokens && self.stop.stop_token_ids.contains(&token)
+    }
+
     /// Appends all held-back text to the delta; returns whether a stop string matched in it.
     fn flush(&mut self) -> Result<bool, PostprocessError> {
         if let Some(piece) = self.detokenizer.finish()? {
@@ -150,13 +163,13 @@ impl PostProcessor {
         Ok(released.stopped)
     }
 
-    /// Tokens the engine generated so far, up to and including a stop / EOS token or the token
-    /// that completed a stop string (vLLM counts the same way).
     /// The text of the most recent delta (what [`Self::on_output`] last returned).
     pub fn last_text(&self) -> &str {
         &self.text
     }
 
+    /// Tokens the engine generated so far, up to and including a stop / EOS token or the token
+    /// that completed a stop string (vLLM counts the same way).
     pub fn completion_tokens(&self) -> u32 {
         self.completion_tokens
     }
@@ -241,17 +254,22 @@ mod tests {
     }
 
     #[test]
-    fn eos_ends_the_choice_even_if_the_engine_keeps_going() {
+    fn eos_mid_stream_is_text_unless_the_engine_stops_on_it() {
+        // An echo of a chat prompt is full of end-of-turn tokens; only the engine knows whether
+        // an EOS ended generation.
         let mut pp = processor(&stop(100, &[]), true);
         let mut tokens = ids("a");
         tokens.push(END);
-        tokens.extend(ids("zzz"));
+        tokens.extend(ids("zz"));
         let (text, reasons) = run(&mut pp, &tokens, None);
+        assert_eq!((text.as_str(), reasons.len()), ("azz", 0));
+        assert_eq!(pp.completion_tokens(), 4);
+        let (text, reasons) = run(&mut pp, &[END], Some(FinishReason::Stop));
         assert_eq!(
             (text.as_str(), reasons.as_slice()),
-            ("a", &[FinishReason::Stop][..])
+            ("", &[FinishReason::Stop][..])
         );
-        assert_eq!(pp.completion_tokens(), 2);
+        assert_eq!(pp.completion_tokens(), 5);
         assert_eq!(
             pp.on_output(&EngineOutput::token(1)).unwrap_err(),
             PostprocessError::AfterFinish
@@ -309,7 +327,7 @@ mod tests {
     #[test]
     fn stop_token_at_max_tokens_is_a_stop() {
         let mut pp = processor(&stop(2, &[]), true);
-        let (_, reasons) = run(&mut pp, &[u32::from(b'a'), END], None);
+        let (_, reasons) = run(&mut pp, &[u32::from(b'a'), END], Some(FinishReason::Stop));
         assert_eq!(reasons, [FinishReason::Stop]);
     }
 
@@ -377,13 +395,21 @@ mod tests {
         let prompt = [id("<s>"), id("▁Hello")];
         let mut pp =
             PostProcessor::with_prompt_tail(tok.clone(), &conditions, true, &prompt).unwrap();
-        let (text, reasons) = run(&mut pp, &[id("▁world"), id("!"), id("</s>")], None);
+        let (text, reasons) = run(
+            &mut pp,
+            &[id("▁world"), id("!"), id("</s>")],
+            Some(FinishReason::Stop),
+        );
         assert_eq!(text, " world!");
         assert_eq!(reasons, [FinishReason::Stop]);
         assert_eq!(pp.completion_tokens(), 3);
         // Without the prompt, the text is exactly the decode of the generated tokens.
         let mut pp = PostProcessor::new(tok.clone(), &conditions, true);
-        let (text, _) = run(&mut pp, &[id("▁world"), id("!"), id("</s>")], None);
+        let (text, _) = run(
+            &mut pp,
+            &[id("▁world"), id("!"), id("</s>")],
+            Some(FinishReason::Stop),
+        );
         assert_eq!(text, "world!");
     }
 

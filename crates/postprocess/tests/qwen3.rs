@@ -122,15 +122,20 @@ fn postprocessor_with_qwen3_stop_string_and_eos() {
         .unwrap();
     assert_eq!(pp.completion_tokens(), through_stop as u32);
 
-    // Without the stop string, EOS ends it, is counted, and is not shown.
+    // Without the stop string, the EOS the engine stops on ends it, is counted, and is not
+    // shown.
     let stop = StopConditions {
         stop_strings: vec![],
         ..stop
     };
     let mut pp = PostProcessor::new(qwen3(), &stop, false);
     let mut text = String::new();
-    for &id in &ids {
-        let delta = pp.on_output(&EngineOutput::token(id)).unwrap();
+    for (i, &id) in ids.iter().enumerate() {
+        let mut output = EngineOutput::token(id);
+        if i + 1 == ids.len() {
+            output.finish_reason = Some(FinishReason::Stop);
+        }
+        let delta = pp.on_output(&output).unwrap();
         text.push_str(delta.text);
     }
     assert_eq!(text, "<answer>42 是答案</answer> and more");

@@ -16,5 +16,6 @@ pub mod openai;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{
-    EngineOutput, FinishReason, PreprocessedRequest, SamplingOptions, StopConditions, TokenId,
+    EngineOutput, FinishReason, OutputOptions, PreprocessedRequest, SamplingOptions,
+    StopConditions, TokenId,
 };

@@ -62,6 +62,22 @@ pub struct PreprocessedRequest {
     pub token_ids: Vec<TokenId>,
     pub sampling: SamplingOptions,
     pub stop: StopConditions,
+    pub output: OutputOptions,
+}
+
+/// How the frontend turns tokens back into text (engines that return text honour it too).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutputOptions {
+    /// Drop special tokens (`<|im_end|>`, ...) from the text; vLLM's default is true.
+    pub skip_special_tokens: bool,
+}
+
+impl Default for OutputOptions {
+    fn default() -> Self {
+        OutputOptions {
+            skip_special_tokens: true,
+        }
+    }
 }
 
 /// Why an engine stream ended.

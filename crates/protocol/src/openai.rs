@@ -59,6 +59,8 @@ pub struct CommonParams {
     pub ignore_eos: bool,
     /// vLLM extension: EOS and stop tokens are ignored until this many tokens exist.
     pub min_tokens: Option<i64>,
+    /// vLLM extension: keep special tokens such as `<|im_end|>` in the text when false.
+    pub skip_special_tokens: Option<bool>,
     pub user: Option<String>,
 }
 

@@ -1,0 +1,179 @@
+//! One choice's generation: engine token stream → text deltas, with metrics and cleanup.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use switchyard_engines::{EngineError, EngineStream};
+use switchyard_postprocess::PostProcessor;
+use switchyard_protocol::{ApiError, FinishReason, StopConditions};
+use switchyard_router::LoadGuard;
+
+use crate::metrics::Endpoint;
+use crate::pipeline::ModelPipeline;
+
+/// Text produced by one step; borrows the postprocessor's buffer.
+#[derive(Debug)]
+pub struct TextDelta<'a> {
+    pub text: &'a str,
+    /// Set on the last delta.
+    pub finish_reason: Option<FinishReason>,
+}
+
+/// A running generation. Dropping it before it finished cancels the request on the worker (the
+/// engine stream is dropped), releases the router load (the guard is dropped) and counts a
+/// client disconnect.
+pub struct Generation {
+    pipeline: Arc<ModelPipeline>,
+    stream: Option<EngineStream>,
+    guard: Option<LoadGuard>,
+    post: PostProcessor,
+    prompt_tokens: u32,
+    cached_tokens: Option<u32>,
+    endpoint: Endpoint,
+    arrived: Instant,
+    last_token_at: Option<Instant>,
+    finished: bool,
+}
+
+impl Generation {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        pipeline: Arc<ModelPipeline>,
+        guard: LoadGuard,
+        stream: EngineStream,
+        stop: &StopConditions,
+        skip_special_tokens: bool,
+        prompt_tail: &[u32],
+        prompt_tokens: u32,
+        endpoint: Endpoint,
+        arrived: Instant,
+    ) -> Result<Self, ApiError> {
+        let post = PostProcessor::with_prompt_tail(
+            pipeline.card().tokenizer.shared(),
+            stop,
+            skip_special_tokens,
+            prompt_tail,
+        )
+        .map_err(|e| ApiError::invalid_param("prompt", e.to_string()))?;
+        Ok(Generation {
+            pipeline,
+            stream: Some(stream),
+            guard: Some(guard),
+            post,
+            prompt_tokens,
+            cached_tokens: None,
+            endpoint,
+            arrived,
+            last_token_at: None,
+            finished: false,
+        })
+    }
+
+    pub fn prompt_tokens(&self) -> u32 {
+        self.prompt_tokens
+    }
+
+    pub fn completion_tokens(&self) -> u32 {
+        self.post.completion_tokens()
+    }
+
+    pub fn cached_tokens(&self) -> Option<u32> {
+        self.cached_tokens
+    }
+
+    /// The worker serving this generation, while it runs.
+    pub fn worker(&self) -> Option<&switchyard_runtime::WorkerInstance> {
+        self.guard.as_ref().map(|g| g.worker())
+    }
+
+    /// The next non-empty delta, or the final one. `None` once finished.
+    pub async fn next(&mut self) -> Option<Result<TextDelta<'_>, ApiError>> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let stream = self.stream.as_mut()?;
+            let item = stream.next().await;
+            let output = match item {
+                Some(Ok(output)) => output,
+                Some(Err(e)) => {
+                    self.finish();
+                    return Some(Err(engine_error(e)));
+                }
+                None => {
+                    self.finish();
+                    return Some(Err(ApiError::internal(
+                        "the worker's stream ended before the request finished",
+                    )));
+                }
+            };
+            if !output.token_ids.is_empty() {
+                let now = Instant::now();
+                let metrics = self.pipeline.metrics();
+                match self.last_token_at {
+                    None => metrics
+                        .ttft
+                        .observe(now.duration_since(self.arrived).as_secs_f64()),
+                    Some(prev) => {
+                        let gap =
+                            now.duration_since(prev).as_secs_f64() / output.token_ids.len() as f64;
+                        for _ in 0..output.token_ids.len() {
+                            metrics.itl.observe(gap);
+                        }
+                    }
+                }
+                self.last_token_at = Some(now);
+            }
+            if output.cached_tokens.is_some() {
+                self.cached_tokens = output.cached_tokens;
+            }
+            let (has_text, finish_reason) = match self.post.on_output(&output) {
+                Ok(delta) => (!delta.text.is_empty(), delta.finish_reason),
+                Err(e) => {
+                    self.finish();
+                    return Some(Err(ApiError::internal(format!(
+                        "could not decode the model's output: {e}"
+                    ))));
+                }
+            };
+            if finish_reason.is_some() {
+                // Stop string, length cap or the engine's own end: cancel the engine (if it is
+                // still running) and release the worker now, not when the client is done.
+                self.finish();
+            }
+            if finish_reason.is_some() || has_text {
+                return Some(Ok(TextDelta {
+                    text: self.post.last_text(),
+                    finish_reason,
+                }));
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+        self.stream = None;
+        self.guard = None;
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        let metrics = self.pipeline.metrics();
+        metrics
+            .output_tokens
+            .observe(self.post.completion_tokens() as f64);
+        if !self.finished {
+            metrics.disconnects(self.endpoint).inc();
+        }
+    }
+}
+
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::InvalidRequest(m) => ApiError::invalid(m),
+        EngineError::Overloaded(m) => ApiError::unavailable(m),
+        EngineError::Failed(m) => ApiError::internal(format!("the worker failed: {m}")),
+    }
+}

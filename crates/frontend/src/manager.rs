@@ -1,0 +1,166 @@
+//! The set of served models, kept in step with discovery.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use switchyard_postprocess::IncrementalDetokenizer;
+use switchyard_preprocess::{ModelCard, PreprocessError};
+use switchyard_protocol::ApiError;
+use switchyard_router::RouterMode;
+use switchyard_runtime::request_plane::RequestPlane;
+use switchyard_runtime::{InstanceSnapshot, WorkerInstance};
+use tokio::sync::watch;
+
+use crate::cpu_pool::CpuPool;
+use crate::metrics::Metrics;
+use crate::pipeline::ModelPipeline;
+
+/// Loads a model folder and builds everything per-tokenizer the hot path needs, so the first
+/// request does not pay for it on the reactor. Blocking: call it on a blocking thread.
+pub fn load_model_card(path: &Path) -> Result<ModelCard, PreprocessError> {
+    let card = ModelCard::load(path)?;
+    IncrementalDetokenizer::prepare(&card.tokenizer.shared());
+    Ok(card)
+}
+
+pub struct ModelManager {
+    models: RwLock<HashMap<String, Arc<ModelPipeline>>>,
+    router_mode: RouterMode,
+    request_plane: Arc<dyn RequestPlane>,
+    cpu: CpuPool,
+    metrics: Arc<Metrics>,
+}
+
+impl ModelManager {
+    pub fn new(
+        router_mode: RouterMode,
+        request_plane: Arc<dyn RequestPlane>,
+        cpu: CpuPool,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        ModelManager {
+            models: RwLock::new(HashMap::new()),
+            router_mode,
+            request_plane,
+            cpu,
+            metrics,
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Serves `name` from an already loaded card (before any worker exists, requests get 503).
+    pub fn add_model(
+        &self,
+        name: &str,
+        card: Arc<ModelCard>,
+    ) -> Result<Arc<ModelPipeline>, ApiError> {
+        let pipeline = Arc::new(ModelPipeline::new(
+            name.to_string(),
+            card,
+            self.router_mode,
+            self.request_plane.clone(),
+            self.cpu.clone(),
+            self.metrics.for_model(name),
+        )?);
+        self.models
+            .write()
+            .insert(name.to_string(), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The pipeline of `name`: 404 when unknown.
+    pub fn get(&self, name: &str) -> Result<Arc<ModelPipeline>, ApiError> {
+        self.models
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::model_not_found(name))
+    }
+
+    /// Models that have at least one worker, sorted by name.
+    pub fn served_models(&self) -> Vec<Arc<ModelPipeline>> {
+        let mut models: Vec<_> = self
+            .models
+            .read()
+            .values()
+            .filter(|p| p.router().worker_count() > 0)
+            .cloned()
+            .collect();
+        models.sort_by(|a, b| a.name().cmp(b.name()));
+        models
+    }
+
+    pub fn all_models(&self) -> Vec<Arc<ModelPipeline>> {
+        let mut models: Vec<_> = self.models.read().values().cloned().collect();
+        models.sort_by(|a, b| a.name().cmp(b.name()));
+        models
+    }
+
+    /// Ready when some model has a worker.
+    pub fn is_ready(&self) -> bool {
+        self.models
+            .read()
+            .values()
+            .any(|p| p.router().worker_count() > 0)
+    }
+
+    /// Applies one discovery snapshot: new models get a pipeline (their card is loaded from the
+    /// instance's model path on a blocking thread), every router gets its current workers.
+    pub async fn apply_snapshot(&self, snapshot: &[WorkerInstance]) {
+        let mut by_model: HashMap<&str, Vec<WorkerInstance>> = HashMap::new();
+        for instance in snapshot {
+            by_model
+                .entry(instance.model_name.as_str())
+                .or_default()
+                .push(instance.clone());
+        }
+        for (model, instances) in &by_model {
+            if self.models.read().contains_key(*model) {
+                continue;
+            }
+            let path = PathBuf::from(&instances[0].model_path);
+            let loaded = tokio::task::spawn_blocking(move || load_model_card(&path)).await;
+            match loaded {
+                Ok(Ok(card)) => {
+                    if let Err(e) = self.add_model(model, Arc::new(card)) {
+                        tracing::error!(model, error = %e, "cannot serve model");
+                    }
+                }
+                Ok(Err(e)) => tracing::error!(model, error = %e, "cannot load model card"),
+                Err(e) => tracing::error!(model, error = %e, "model card loader panicked"),
+            }
+        }
+        let models: Vec<_> = self.models.read().values().cloned().collect();
+        for pipeline in models {
+            let instances = by_model
+                .get(pipeline.name())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let before = pipeline.router().worker_count();
+            pipeline.router().set_workers(instances);
+            if before != instances.len() {
+                tracing::info!(
+                    model = pipeline.name(),
+                    workers = instances.len(),
+                    "workers changed"
+                );
+            }
+        }
+    }
+
+    /// Follows discovery until the sender side goes away.
+    pub async fn follow(self: Arc<Self>, mut rx: watch::Receiver<InstanceSnapshot>) {
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            self.apply_snapshot(&snapshot).await;
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

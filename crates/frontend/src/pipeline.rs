@@ -1,0 +1,269 @@
+//! One model's pipeline: OpenAI request → preprocessed request → routed generation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use switchyard_preprocess::{ChatTemplate, ChatTemplateInput, ModelCard, flatten_text_content};
+use switchyard_protocol::openai::{
+    ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput,
+};
+use switchyard_protocol::{
+    ApiError, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
+};
+use switchyard_router::{Router, RouterError, RouterMode};
+use switchyard_runtime::request_plane::RequestPlane;
+
+use crate::cpu_pool::CpuPool;
+use crate::generation::Generation;
+use crate::metrics::{Endpoint, ModelMetrics};
+
+/// Everything needed to serve one model name.
+pub struct ModelPipeline {
+    name: String,
+    card: Arc<ModelCard>,
+    template: Option<Arc<ChatTemplate>>,
+    router: Router,
+    request_plane: Arc<dyn RequestPlane>,
+    cpu: CpuPool,
+    metrics: ModelMetrics,
+}
+
+impl ModelPipeline {
+    pub fn new(
+        name: String,
+        card: Arc<ModelCard>,
+        router_mode: RouterMode,
+        request_plane: Arc<dyn RequestPlane>,
+        cpu: CpuPool,
+        metrics: ModelMetrics,
+    ) -> Result<Self, ApiError> {
+        let template = card
+            .compile_chat_template()
+            .map_err(|e| {
+                ApiError::internal(format!("chat template of `{name}` does not compile: {e}"))
+            })?
+            .map(Arc::new);
+        Ok(ModelPipeline {
+            router: Router::new(name.clone(), router_mode),
+            name,
+            card,
+            template,
+            request_plane,
+            cpu,
+            metrics,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
+    }
+
+    /// Validates, renders the chat template and tokenizes (on the CPU pool).
+    pub async fn preprocess_chat(
+        &self,
+        mut req: ChatCompletionRequest,
+        request_id: &str,
+    ) -> Result<PreprocessedRequest, ApiError> {
+        req.validate()?;
+        let template = self.template.clone().ok_or_else(|| {
+            ApiError::invalid(format!(
+                "model `{}` has no chat template; use /v1/completions",
+                self.name
+            ))
+        })?;
+        let mut messages: Vec<Value> = req
+            .messages
+            .iter()
+            .map(|m| serde_json::to_value(m).unwrap_or(Value::Null))
+            .collect();
+        let tools = req.tools.take();
+        let kwargs = req.chat_template_kwargs.take();
+        let add_generation_prompt = req
+            .add_generation_prompt
+            .unwrap_or(!req.continue_final_message);
+        let tokenizer = self.card.tokenizer.clone();
+        let token_ids = self
+            .cpu
+            .run(move || {
+                flatten_text_content(&mut messages);
+                let prompt = template
+                    .render(&ChatTemplateInput {
+                        messages: &messages,
+                        tools: tools.as_deref(),
+                        add_generation_prompt,
+                        extra: kwargs.as_ref(),
+                    })
+                    .map_err(|e| e.to_api_error())?;
+                // The template already placed BOS and other special tokens.
+                tokenizer
+                    .encode(&prompt, false)
+                    .map_err(|e| e.to_api_error())
+            })
+            .await??;
+        self.finish_preprocess(request_id, token_ids, &req.common)
+    }
+
+    /// Validates and tokenizes every prompt of a completion request (a batch gives several).
+    pub async fn preprocess_completion(
+        &self,
+        req: CompletionRequest,
+        request_id: &str,
+    ) -> Result<Vec<PreprocessedRequest>, ApiError> {
+        req.validate()?;
+        let inputs = req.prompt.into_inputs()?;
+        let vocab = self.card.tokenizer.vocab_size() as u32;
+        let tokenizer = self.card.tokenizer.clone();
+        let token_lists = self
+            .cpu
+            .run(move || {
+                inputs
+                    .into_iter()
+                    .map(|input| match input {
+                        PromptInput::Text(text) => tokenizer
+                            .encode(&text, true)
+                            .map_err(|e| ApiError::invalid_param("prompt", e.to_string())),
+                        PromptInput::Tokens(ids) => {
+                            if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
+                                return Err(ApiError::invalid_param(
+                                    "prompt",
+                                    format!(
+                                        "token id {bad} is out of range for a vocabulary of {vocab}"
+                                    ),
+                                ));
+                            }
+                            Ok(ids)
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await??;
+        token_lists
+            .into_iter()
+            .enumerate()
+            .map(|(i, ids)| {
+                let id = if i == 0 {
+                    request_id.to_string()
+                } else {
+                    format!("{request_id}-{i}")
+                };
+                self.finish_preprocess(&id, ids, &req.common)
+            })
+            .collect()
+    }
+
+    fn finish_preprocess(
+        &self,
+        request_id: &str,
+        token_ids: Vec<u32>,
+        common: &CommonParams,
+    ) -> Result<PreprocessedRequest, ApiError> {
+        let context = self.card.context_length;
+        let prompt_len = token_ids.len() as u64;
+        if token_ids.is_empty() {
+            return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
+        }
+        if prompt_len >= context as u64 {
+            return Err(ApiError::invalid(format!(
+                "This model's maximum context length is {context} tokens. However, your prompt has {prompt_len} tokens, leaving no room for a completion."
+            ))
+            .with_code("context_length_exceeded"));
+        }
+        let room = context as u64 - prompt_len;
+        let max_tokens = match common.max_tokens {
+            None => room,
+            Some(m) => {
+                let m = m as u64;
+                if m > room {
+                    return Err(ApiError::invalid_param(
+                        "max_tokens",
+                        format!(
+                            "This model's maximum context length is {context} tokens. However, you requested {} tokens ({prompt_len} in the prompt, {m} for the completion).",
+                            prompt_len + m
+                        ),
+                    )
+                    .with_code("context_length_exceeded"));
+                }
+                m
+            }
+        };
+        let mut stop_strings = common
+            .stop
+            .clone()
+            .map(|s| s.into_vec())
+            .unwrap_or_default();
+        stop_strings.retain(|s| !s.is_empty());
+        Ok(PreprocessedRequest {
+            request_id: request_id.to_string(),
+            model: self.name.clone(),
+            token_ids,
+            sampling: SamplingOptions {
+                temperature: common.temperature.map(|v| v as f32),
+                top_p: common.top_p.map(|v| v as f32),
+                top_k: common.top_k.map(|v| v as i32),
+                min_p: common.min_p.map(|v| v as f32),
+                seed: common.seed,
+                presence_penalty: common.presence_penalty.map(|v| v as f32),
+                frequency_penalty: common.frequency_penalty.map(|v| v as f32),
+                repetition_penalty: common.repetition_penalty.map(|v| v as f32),
+            },
+            stop: StopConditions {
+                max_tokens: max_tokens as u32,
+                min_tokens: common.min_tokens.unwrap_or(0) as u32,
+                stop_strings,
+                stop_token_ids: common.stop_token_ids.clone().unwrap_or_default(),
+                eos_token_ids: self.card.eos_token_ids.clone(),
+                ignore_eos: common.ignore_eos,
+            },
+            output: OutputOptions {
+                skip_special_tokens: common.skip_special_tokens.unwrap_or(true),
+            },
+        })
+    }
+
+    /// Routes `request` to a worker and opens its token stream.
+    pub async fn generate(
+        self: &Arc<Self>,
+        request: PreprocessedRequest,
+        endpoint: Endpoint,
+        arrived: Instant,
+    ) -> Result<Generation, ApiError> {
+        let guard = self.router.select(&request).map_err(|e| match e {
+            RouterError::NoWorkers(_) => ApiError::unavailable(e.to_string()),
+        })?;
+        let prompt_tokens = request.token_ids.len() as u32;
+        let tail_start = request.token_ids.len().saturating_sub(8);
+        let prompt_tail: Vec<u32> = request.token_ids[tail_start..].to_vec();
+        let stop = request.stop.clone();
+        let skip_special_tokens = request.output.skip_special_tokens;
+        self.metrics.input_tokens.observe(prompt_tokens as f64);
+        let stream = self
+            .request_plane
+            .generate(guard.worker(), request)
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        Generation::new(
+            self.clone(),
+            guard,
+            stream,
+            &stop,
+            skip_special_tokens,
+            &prompt_tail,
+            prompt_tokens,
+            endpoint,
+            arrived,
+        )
+    }
+}

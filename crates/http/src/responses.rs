@@ -1,0 +1,410 @@
+//! Response bodies: unary JSON and SSE streams, for one or several choices.
+//!
+//! A streamed response is one SSE stream per choice merged with `select_all`, followed by a
+//! tail that adds the usage chunk and `data: [DONE]`. A failure mid-stream is sent as an
+//! `event: error` SSE event and the stream ends without `[DONE]`, so no client mistakes a
+//! truncated answer for a complete one.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::Serialize;
+use switchyard_frontend::{Endpoint, Generation, Metrics};
+use switchyard_protocol::ApiError;
+use switchyard_protocol::openai::{
+    ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
+    CompletionChoice, CompletionChunk, CompletionResponse, ResponseMessage, Usage,
+};
+
+use crate::server::ActiveTicket;
+
+/// Records one request in the metrics when dropped: its outcome (or `disconnected` when it
+/// never got one) and the end of its in-flight time.
+pub(crate) struct RequestRecord {
+    metrics: Arc<Metrics>,
+    model: String,
+    endpoint: Endpoint,
+    status: Option<&'static str>,
+    inflight: Option<prometheus::IntGauge>,
+    /// False for the placeholder left behind when the record moved into a response.
+    armed: bool,
+}
+
+impl RequestRecord {
+    pub fn new(metrics: Arc<Metrics>, endpoint: Endpoint) -> Self {
+        RequestRecord {
+            metrics,
+            model: "unknown".to_string(),
+            endpoint,
+            status: None,
+            inflight: None,
+            armed: true,
+        }
+    }
+
+    /// A record that records nothing (what remains after the real one moved on).
+    pub fn detached(metrics: Arc<Metrics>) -> Self {
+        RequestRecord {
+            metrics,
+            model: String::new(),
+            endpoint: Endpoint::Completions,
+            status: None,
+            inflight: None,
+            armed: false,
+        }
+    }
+
+    /// Labels the request with a served model and counts it in flight.
+    pub fn set_model(&mut self, model: &str) {
+        self.model = model.to_string();
+        let gauge = self
+            .metrics
+            .inflight_requests
+            .with_label_values(&[model, self.endpoint.as_str()]);
+        gauge.inc();
+        self.inflight = Some(gauge);
+    }
+
+    pub fn set_status(&mut self, status: &'static str) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.metrics
+            .requests_total
+            .with_label_values(&[
+                &self.model,
+                self.endpoint.as_str(),
+                self.status.unwrap_or("disconnected"),
+            ])
+            .inc();
+        if let Some(gauge) = &self.inflight {
+            gauge.dec();
+        }
+    }
+}
+
+/// What every chunk of one response shares.
+pub(crate) struct ResponseContext {
+    pub id: String,
+    pub model: String,
+    pub created: u64,
+    pub endpoint: Endpoint,
+    pub include_usage: bool,
+    pub record: Mutex<RequestRecord>,
+    pub _ticket: ActiveTicket,
+    usage: Mutex<UsageTotals>,
+    errored: AtomicBool,
+}
+
+#[derive(Default)]
+struct UsageTotals {
+    prompt: u32,
+    completion: u32,
+    cached: Option<u32>,
+}
+
+impl UsageTotals {
+    fn add(&mut self, generation: &Generation) {
+        self.prompt += generation.prompt_tokens();
+        self.completion += generation.completion_tokens();
+        if let Some(c) = generation.cached_tokens() {
+            self.cached = Some(self.cached.unwrap_or(0) + c);
+        }
+    }
+
+    fn usage(&self) -> Usage {
+        Usage::new(self.prompt, self.completion, self.cached)
+    }
+}
+
+impl ResponseContext {
+    pub fn new(
+        id: String,
+        model: String,
+        endpoint: Endpoint,
+        include_usage: bool,
+        record: RequestRecord,
+        ticket: ActiveTicket,
+    ) -> Self {
+        ResponseContext {
+            id,
+            model,
+            created: unix_now(),
+            endpoint,
+            include_usage,
+            record: Mutex::new(record),
+            _ticket: ticket,
+            usage: Mutex::new(UsageTotals::default()),
+            errored: AtomicBool::new(false),
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+/// Runs every generation to completion and answers with one JSON body.
+pub(crate) async fn unary(
+    ctx: ResponseContext,
+    generations: Vec<Generation>,
+) -> Result<Response, ApiError> {
+    let results = futures::future::join_all(generations.into_iter().map(collect)).await;
+    let mut totals = UsageTotals::default();
+    let mut choices = Vec::with_capacity(results.len());
+    for result in results {
+        let (text, finish, generation) = result?;
+        totals.add(&generation);
+        choices.push((text, finish));
+    }
+    let usage = totals.usage();
+    let body = match ctx.endpoint {
+        Endpoint::ChatCompletions => serde_json::to_vec(&ChatCompletionResponse {
+            id: &ctx.id,
+            object: "chat.completion",
+            created: ctx.created,
+            model: &ctx.model,
+            choices: choices
+                .iter()
+                .enumerate()
+                .map(|(i, (text, finish))| ChatChoice {
+                    index: i as u32,
+                    message: ResponseMessage {
+                        role: "assistant",
+                        content: Some(text),
+                    },
+                    logprobs: None,
+                    finish_reason: Some(finish),
+                })
+                .collect(),
+            usage,
+        }),
+        Endpoint::Completions => serde_json::to_vec(&CompletionResponse {
+            id: &ctx.id,
+            object: "text_completion",
+            created: ctx.created,
+            model: &ctx.model,
+            choices: choices
+                .iter()
+                .enumerate()
+                .map(|(i, (text, finish))| CompletionChoice {
+                    index: i as u32,
+                    text,
+                    logprobs: None,
+                    finish_reason: Some(finish),
+                })
+                .collect(),
+            usage: Some(usage),
+        }),
+    }
+    .map_err(|e| ApiError::internal(format!("cannot serialize response: {e}")))?;
+    ctx.record.lock().set_status("success");
+    Ok(json_response(body))
+}
+
+async fn collect(
+    mut generation: Generation,
+) -> Result<(String, &'static str, Generation), ApiError> {
+    let mut text = String::new();
+    let mut finish = "stop";
+    while let Some(delta) = generation.next().await {
+        let delta = delta?;
+        text.push_str(delta.text);
+        if let Some(reason) = delta.finish_reason {
+            finish = reason.as_openai_str();
+        }
+    }
+    Ok((text, finish, generation))
+}
+
+/// Streams every generation as SSE chunks.
+pub(crate) fn stream(ctx: ResponseContext, generations: Vec<Generation>) -> Response {
+    let ctx = Arc::new(ctx);
+    let choices: Vec<_> = generations
+        .into_iter()
+        .enumerate()
+        .map(|(index, generation)| choice_stream(ctx.clone(), generation, index as u32).boxed())
+        .collect();
+    let tail = futures::stream::once(async move { tail(&ctx) })
+        .filter(|b| futures::future::ready(!b.is_empty()));
+    let body = futures::stream::select_all(choices)
+        .chain(tail)
+        .map(Ok::<Bytes, Infallible>);
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+struct ChoiceState {
+    ctx: Arc<ResponseContext>,
+    generation: Generation,
+    index: u32,
+    first: bool,
+    done: bool,
+    buf: BytesMut,
+}
+
+fn choice_stream(
+    ctx: Arc<ResponseContext>,
+    generation: Generation,
+    index: u32,
+) -> impl futures::Stream<Item = Bytes> + Send {
+    let state = ChoiceState {
+        ctx,
+        generation,
+        index,
+        first: true,
+        done: false,
+        buf: BytesMut::with_capacity(4096),
+    };
+    futures::stream::unfold(state, |mut st| async move {
+        if st.done {
+            return None;
+        }
+        let ChoiceState {
+            ctx,
+            generation,
+            index,
+            first,
+            buf,
+            ..
+        } = &mut st;
+        let (bytes, finished) = match generation.next().await {
+            None => return None,
+            Some(Ok(delta)) => {
+                let finish = delta.finish_reason.map(|r| r.as_openai_str());
+                match ctx.endpoint {
+                    Endpoint::ChatCompletions => {
+                        let choice = [ChatChunkChoice {
+                            index: *index,
+                            delta: ChatDelta {
+                                role: first.then_some("assistant"),
+                                content: Some(delta.text),
+                            },
+                            logprobs: None,
+                            finish_reason: finish,
+                        }];
+                        write_event(
+                            buf,
+                            &ChatCompletionChunk {
+                                id: &ctx.id,
+                                object: "chat.completion.chunk",
+                                created: ctx.created,
+                                model: &ctx.model,
+                                choices: &choice,
+                                usage: None,
+                            },
+                        );
+                    }
+                    Endpoint::Completions => {
+                        let choice = [CompletionChoice {
+                            index: *index,
+                            text: delta.text,
+                            logprobs: None,
+                            finish_reason: finish,
+                        }];
+                        write_event(
+                            buf,
+                            &CompletionChunk {
+                                id: &ctx.id,
+                                object: "text_completion",
+                                created: ctx.created,
+                                model: &ctx.model,
+                                choices: &choice,
+                                usage: None,
+                            },
+                        );
+                    }
+                }
+                *first = false;
+                (buf.split().freeze(), finish.is_some())
+            }
+            Some(Err(error)) => {
+                ctx.errored.store(true, Ordering::Release);
+                ctx.record.lock().set_status(error.kind.error_type());
+                buf.put_slice(b"event: error\n");
+                write_event(buf, &error.body());
+                (buf.split().freeze(), true)
+            }
+        };
+        if finished {
+            st.ctx.usage.lock().add(&st.generation);
+            st.done = true;
+        }
+        Some((bytes, st))
+    })
+}
+
+/// The usage chunk and `[DONE]`, unless a choice failed.
+fn tail(ctx: &ResponseContext) -> Bytes {
+    if ctx.errored.load(Ordering::Acquire) {
+        return Bytes::new();
+    }
+    let mut buf = BytesMut::with_capacity(512);
+    if ctx.include_usage {
+        let usage = ctx.usage.lock().usage();
+        match ctx.endpoint {
+            Endpoint::ChatCompletions => write_event(
+                &mut buf,
+                &ChatCompletionChunk {
+                    id: &ctx.id,
+                    object: "chat.completion.chunk",
+                    created: ctx.created,
+                    model: &ctx.model,
+                    choices: &[],
+                    usage: Some(usage),
+                },
+            ),
+            Endpoint::Completions => write_event(
+                &mut buf,
+                &CompletionChunk {
+                    id: &ctx.id,
+                    object: "text_completion",
+                    created: ctx.created,
+                    model: &ctx.model,
+                    choices: &[],
+                    usage: Some(usage),
+                },
+            ),
+        }
+    }
+    buf.put_slice(b"data: [DONE]\n\n");
+    ctx.record.lock().set_status("success");
+    buf.freeze()
+}
+
+fn write_event(buf: &mut BytesMut, value: &impl Serialize) {
+    buf.put_slice(b"data: ");
+    let mut writer = buf.writer();
+    // Serializing our own response types cannot fail.
+    let _ = serde_json::to_writer(&mut writer, value);
+    let buf = writer.into_inner();
+    buf.put_slice(b"\n\n");
+}

@@ -1,0 +1,306 @@
+//! Shared state, routes, listener and graceful drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use switchyard_frontend::{Metrics, ModelManager};
+use switchyard_protocol::{ApiError, ErrorKind};
+use tokio::sync::Notify;
+
+use crate::error::HttpError;
+use crate::openai;
+
+/// Certificate and key, both PEM.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: Option<TlsConfig>,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// How long a drain waits for in-flight requests before closing anyway.
+    pub drain_timeout: Duration,
+}
+
+/// What every handler shares.
+pub struct HttpService {
+    pub manager: Arc<ModelManager>,
+    pub metrics: Arc<Metrics>,
+    draining: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+}
+
+impl HttpService {
+    pub fn new(manager: Arc<ModelManager>) -> Arc<Self> {
+        Arc::new(HttpService {
+            metrics: manager.metrics().clone(),
+            manager,
+            draining: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+        })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Stops admitting inference requests; health turns 503.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Admits one inference request, or refuses it while draining. The ticket is held until
+    /// the response (including a stream) is complete.
+    pub(crate) fn admit(self: &Arc<Self>) -> Result<ActiveTicket, ApiError> {
+        if self.is_draining() {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        }
+        self.active.fetch_add(1, Ordering::AcqRel);
+        Ok(ActiveTicket {
+            service: self.clone(),
+        })
+    }
+
+    /// Waits until no admitted request is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One admitted request; releases its slot on drop.
+pub(crate) struct ActiveTicket {
+    service: Arc<HttpService>,
+}
+
+impl Drop for ActiveTicket {
+    fn drop(&mut self) {
+        if self.service.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.service.idle.notify_waiters();
+        }
+    }
+}
+
+/// The axum application.
+pub fn router(service: Arc<HttpService>, body_limit_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/health", get(health))
+        .route("/live", get(live))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .with_state(service)
+}
+
+async fn not_found() -> HttpError {
+    ApiError::new(ErrorKind::NotFound, "route not found")
+        .with_code("not_found")
+        .into()
+}
+
+async fn method_not_allowed() -> HttpError {
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "method not allowed for this route",
+    )
+    .with_code("method_not_allowed")
+    .into()
+}
+
+async fn health(State(service): State<Arc<HttpService>>) -> Response {
+    let models: Vec<_> = service
+        .manager
+        .served_models()
+        .iter()
+        .map(|p| p.name().to_string())
+        .collect();
+    let (status, state) = if service.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
+    } else if models.is_empty() {
+        (StatusCode::SERVICE_UNAVAILABLE, "no_workers")
+    } else {
+        (StatusCode::OK, "ready")
+    };
+    let body = serde_json::json!({"status": state, "models": models});
+    (status, axum::Json(body)).into_response()
+}
+
+async fn live(State(service): State<Arc<HttpService>>) -> Response {
+    if service.is_draining() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({"status": "draining"})),
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "live"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(service): State<Arc<HttpService>>) -> Response {
+    let mut out = String::with_capacity(8192);
+    service.metrics.encode(&mut out);
+    // Router load is read live from the routers rather than mirrored into gauges, so it can
+    // never drift from what the router actually uses.
+    out.push_str("# HELP switchyard_worker_active_requests Requests the router has in flight on each worker.\n# TYPE switchyard_worker_active_requests gauge\n");
+    let models = service.manager.all_models();
+    for model in &models {
+        for load in model.router().loads() {
+            out.push_str(&format!(
+                "switchyard_worker_active_requests{{model=\"{}\",worker=\"{}\"}} {}\n",
+                model.name(),
+                load.worker,
+                load.active_requests
+            ));
+        }
+    }
+    out.push_str("# HELP switchyard_worker_active_prompt_tokens Prompt tokens of the requests in flight on each worker.\n# TYPE switchyard_worker_active_prompt_tokens gauge\n");
+    for model in &models {
+        for load in model.router().loads() {
+            out.push_str(&format!(
+                "switchyard_worker_active_prompt_tokens{{model=\"{}\",worker=\"{}\"}} {}\n",
+                model.name(),
+                load.worker,
+                load.active_prompt_tokens
+            ));
+        }
+    }
+    out.push_str("# HELP switchyard_router_decisions_total Routing decisions per worker.\n# TYPE switchyard_router_decisions_total counter\n");
+    for model in &models {
+        for load in model.router().loads() {
+            out.push_str(&format!(
+                "switchyard_router_decisions_total{{model=\"{}\",worker=\"{}\",mode=\"{}\"}} {}\n",
+                model.name(),
+                load.worker,
+                model.router().mode().as_str(),
+                load.decisions
+            ));
+        }
+    }
+    out.push_str("# HELP switchyard_model_workers Workers serving each model.\n# TYPE switchyard_model_workers gauge\n");
+    for model in &models {
+        out.push_str(&format!(
+            "switchyard_model_workers{{model=\"{}\"}} {}\n",
+            model.name(),
+            model.router().worker_count()
+        ));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// Binds the listener (so callers learn the port before serving), then serves until
+/// `shutdown` resolves, drains, and returns.
+pub async fn serve(
+    config: HttpConfig,
+    service: Arc<HttpService>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), std::io::Error> {
+    let listener =
+        std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind {}:{}: {e}", config.host, config.port),
+            )
+        })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let app = router(service.clone(), config.body_limit_bytes);
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let drain_handle = handle.clone();
+    let drain_service = service.clone();
+    let drain_timeout = config.drain_timeout;
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        drain_service.start_draining();
+        if tokio::time::timeout(drain_timeout, drain_service.wait_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?drain_timeout,
+                "drain timed out; closing remaining requests"
+            );
+        }
+        drain_handle.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+    let rustls_config = match &config.tls {
+        Some(tls) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_path, &tls.key_path)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!(
+                                "cannot load TLS certificate {} / key {}: {e}",
+                                tls.cert_path.display(),
+                                tls.key_path.display()
+                            ),
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let scheme = if rustls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("listening on {scheme}://{addr}");
+    on_bound(addr);
+    match rustls_config {
+        Some(rustls_config) => {
+            axum_server::from_tcp_rustls(listener, rustls_config)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(app.into_make_service())
+                .await
+        }
+    }
+}

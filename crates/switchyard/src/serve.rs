@@ -1,0 +1,133 @@
+//! `switchyard serve`: frontend + in-process workers + in-process planes, in one process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use switchyard_engines::Engine;
+use switchyard_engines::echo::{EchoConfig, EchoEngine};
+use switchyard_engines::mocker::{MockerConfig, MockerEngine};
+use switchyard_frontend::{CpuPool, Metrics, ModelManager, load_model_card};
+use switchyard_http::{HttpConfig, HttpService, TlsConfig};
+use switchyard_router::RouterMode;
+use switchyard_runtime::discovery::{Discovery, MemDiscovery};
+use switchyard_runtime::request_plane::InProcessRequestPlane;
+use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
+
+use crate::cli::{self, EngineKind, RouterModeArg, ServeArgs};
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    args.validate().map_err(anyhow::Error::msg)?;
+    let body_limit_bytes = cli::body_limit_bytes().map_err(anyhow::Error::msg)?;
+    let model_path = args.model_path.clone();
+    if !model_path.join("tokenizer.json").is_file() {
+        anyhow::bail!(
+            "model folder `{}` has no tokenizer.json: run ./scripts/quickstart.sh (it fetches the default model) or pass --model-path DIR",
+            model_path.display()
+        );
+    }
+    let card = {
+        let path = model_path.clone();
+        tokio::task::spawn_blocking(move || load_model_card(&path))
+            .await
+            .context("model loader failed")?
+            .with_context(|| format!("cannot load model folder `{}`", model_path.display()))?
+    };
+    let model_name = args.model_name.clone().unwrap_or_else(|| card.name.clone());
+    let vocab_size = card.tokenizer.vocab_size() as u32;
+    let router_mode = match args.router_mode {
+        RouterModeArg::RoundRobin => RouterMode::RoundRobin,
+        RouterModeArg::Random => RouterMode::Random,
+    };
+
+    let metrics = Arc::new(Metrics::new());
+    let request_plane = InProcessRequestPlane::new();
+    let discovery = MemDiscovery::new();
+    let manager = Arc::new(ModelManager::new(
+        router_mode,
+        Arc::new(request_plane.clone()),
+        CpuPool::per_core(),
+        metrics,
+    ));
+    manager
+        .add_model(&model_name, Arc::new(card))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+
+    let mut registrations = Vec::new();
+    for index in 0..args.workers {
+        let engine: Arc<dyn Engine> = match args.engine {
+            EngineKind::Echo => Arc::new(EchoEngine::new(EchoConfig {
+                token_delay: Duration::from_millis(args.echo_delay_ms),
+            })),
+            EngineKind::Mocker => Arc::new(MockerEngine::new(MockerConfig {
+                speedup_ratio: args.speedup_ratio,
+                vocab_size,
+                ..MockerConfig::default()
+            })?),
+        };
+        let info = engine.info();
+        let id = WorkerId(u64::from(index) + 1);
+        request_plane.insert(id, engine);
+        registrations.push(discovery.register(WorkerInstance {
+            id,
+            namespace: args.namespace.clone(),
+            model_name: model_name.clone(),
+            model_path: model_path.display().to_string(),
+            endpoint: Endpoint::InProcess,
+            engine: info.kind.to_string(),
+            kv_block_size: info.kv_block_size,
+        })?);
+    }
+    let watch = discovery.watch(&args.namespace);
+    let initial = watch.borrow().clone();
+    manager.apply_snapshot(&initial).await;
+    tokio::spawn(manager.clone().follow(watch));
+    tracing::info!(
+        model = %model_name,
+        engine = ?args.engine,
+        workers = args.workers,
+        router = router_mode.as_str(),
+        "serving"
+    );
+
+    let config = HttpConfig {
+        host: args.http_host.clone(),
+        port: args.http_port,
+        tls: match (&args.tls_cert_path, &args.tls_key_path) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert_path: cert.clone(),
+                key_path: key.clone(),
+            }),
+            _ => None,
+        },
+        body_limit_bytes,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let service = HttpService::new(manager);
+    switchyard_http::serve(config, service, shutdown_signal(), |_| {}).await?;
+    drop(registrations);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

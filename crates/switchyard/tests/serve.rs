@@ -1,0 +1,191 @@
+//! Drives the real `switchyard serve` binary over 127.0.0.1.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Server, http_request, metric_values};
+
+#[test]
+fn health_models_and_unary_echo() {
+    let server = Server::start(&["--engine", "echo", "--workers", "2"], &[]);
+    let (status, body) = http_request(server.port, "GET", "/health", None);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http_request(server.port, "GET", "/live", None);
+    assert_eq!(status, 200);
+    let (status, body) = http_request(server.port, "GET", "/v1/models", None);
+    assert_eq!(status, 200);
+    let models: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(models["data"][0]["id"], "echo-model");
+
+    let req = json!({"model": "echo-model", "prompt": "Hello, wörld! 你好 🚀", "max_tokens": 100});
+    let (status, body) = http_request(server.port, "POST", "/v1/completions", Some(&req));
+    assert_eq!(status, 200, "{body}");
+    let resp: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(resp["choices"][0]["text"], "Hello, wörld! 你好 🚀");
+    assert_eq!(resp["choices"][0]["finish_reason"], "stop");
+    assert!(resp["id"].as_str().unwrap().starts_with("cmpl-"));
+    let usage = &resp["usage"];
+    assert_eq!(
+        usage["prompt_tokens"], usage["completion_tokens"],
+        "echo generates the prompt's tokens: {usage}"
+    );
+}
+
+#[test]
+fn streamed_chat_has_role_first_and_done_last() {
+    let server = Server::start(&["--engine", "echo"], &[]);
+    let req = json!({
+        "model": "echo-model",
+        "messages": [{"role": "user", "content": "Say hi"}],
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "skip_special_tokens": false
+    });
+    let (status, body) = http_request(server.port, "POST", "/v1/chat/completions", Some(&req));
+    assert_eq!(status, 200, "{body}");
+    let events: Vec<&str> = body
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap_or(e))
+        .collect();
+    assert_eq!(*events.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let usage_chunk = chunks.last().unwrap();
+    assert_eq!(usage_chunk["choices"].as_array().unwrap().len(), 0);
+    assert!(usage_chunk["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    // The whole templated prompt comes back, end-of-turn tokens included.
+    assert_eq!(
+        text,
+        "<|im_start|>user\nSay hi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let finishes: Vec<_> = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .collect();
+    assert_eq!(finishes.len(), 1);
+}
+
+#[test]
+fn errors_have_openai_shape_and_status() {
+    let server = Server::start(&["--engine", "echo"], &[]);
+    let cases: Vec<(&str, &str, Option<Value>, u16)> = vec![
+        (
+            "POST",
+            "/v1/completions",
+            Some(json!({"model": "nope", "prompt": "x"})),
+            404,
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            Some(json!({"model": "echo-model", "prompt": "x", "temperature": 3})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": "echo-model", "messages": []})),
+            400,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            Some(json!({"model": "echo-model", "messages": [{"role": "robot", "content": "x"}]})),
+            400,
+        ),
+        ("GET", "/v1/completions", None, 405),
+        ("GET", "/v1/nothing", None, 404),
+    ];
+    for (method, path, body, expected) in cases {
+        let (status, text) = http_request(server.port, method, path, body.as_ref());
+        assert_eq!(status, expected, "{method} {path} {body:?}: {text}");
+        let err: Value = serde_json::from_str(&text).unwrap();
+        assert!(err["error"]["message"].is_string(), "{text}");
+        assert!(err["error"]["type"].is_string(), "{text}");
+    }
+    let (status, text) = support::raw_post(server.port, "/v1/completions", b"{not json");
+    assert_eq!(status, 400, "{text}");
+    // The server is still fine.
+    let (status, _) = http_request(server.port, "GET", "/health", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn no_workers_means_503_and_not_ready() {
+    let server = Server::start(&["--engine", "echo", "--workers", "0"], &[]);
+    let (status, _) = http_request(server.port, "GET", "/health", None);
+    assert_eq!(status, 503);
+    let req = json!({"model": "echo-model", "prompt": "x"});
+    let (status, body) = http_request(server.port, "POST", "/v1/completions", Some(&req));
+    assert_eq!(status, 503, "{body}");
+}
+
+#[test]
+fn client_disconnect_frees_the_worker_load() {
+    let server = Server::start(&["--engine", "echo", "--echo-delay-ms", "20"], &[]);
+    let req = json!({"model": "echo-model", "prompt": "word ".repeat(200), "stream": true});
+    let mut stream = support::open_stream(server.port, "/v1/completions", &req);
+    support::read_some(&mut stream, 3);
+    let busy = metric_values(server.port, "switchyard_worker_active_requests");
+    assert_eq!(
+        busy.iter().sum::<f64>(),
+        1.0,
+        "one request in flight: {busy:?}"
+    );
+    drop(stream);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let active: f64 = metric_values(server.port, "switchyard_worker_active_requests")
+            .iter()
+            .sum();
+        let disconnects: f64 = metric_values(server.port, "switchyard_client_disconnects_total")
+            .iter()
+            .sum();
+        if active == 0.0 && disconnects == 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "load not released: active={active} disconnects={disconnects}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_drains_in_flight_streams_then_exits() {
+    let mut server = Server::start(&["--engine", "echo", "--echo-delay-ms", "10"], &[]);
+    let req = json!({"model": "echo-model", "prompt": "one two three four five six seven eight nine ten", "stream": true});
+    let mut stream = support::open_stream(server.port, "/v1/completions", &req);
+    support::read_some(&mut stream, 1);
+    server.sigterm();
+    std::thread::sleep(Duration::from_millis(30));
+    let (status, _) = http_request(server.port, "GET", "/health", None);
+    assert_eq!(status, 503, "health must fail while draining");
+    let rest = support::read_to_end(&mut stream);
+    assert!(rest.contains("data: [DONE]"), "stream must finish: {rest}");
+    let code = server.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn invalid_flags_fail_at_start_with_a_message() {
+    let out = support::run_to_exit(&["serve", "--tls-cert-path", "/tmp/c.pem"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tls-key-path"), "{err}");
+    let out = support::run_to_exit(&["serve", "--model-path", "/nonexistent-model"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tokenizer.json"), "{err}");
+}
