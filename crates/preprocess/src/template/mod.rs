@@ -436,3 +436,233 @@ pub fn flatten_text_content(messages: &mut [JsonValue]) {
         *content = JsonValue::String(joined);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(source: &str, messages: &[JsonValue]) -> Result<String, PreprocessError> {
+        let template = ChatTemplate::new(source, Some("<s>".into()), Some("</s>".into()))?;
+        template.render(&ChatTemplateInput {
+            messages,
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn compiled_templates_are_shareable() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<ChatTemplate>();
+    }
+
+    #[test]
+    fn raise_exception_reports_the_message_as_a_client_error() {
+        let err = render(
+            "{% if messages|length == 0 %}{{ raise_exception('need ' ~ 1 ~ ' message') }}{% endif %}",
+            &[],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::TemplateRaised("need 1 message".into())
+        );
+        assert!(err.is_client_error());
+        let api = err.to_api_error();
+        assert_eq!(api.kind.http_status(), 400);
+        assert_eq!(api.message, "need 1 message");
+        // Raised inside a macro and a loop, the message still comes through.
+        let err = render(
+            "{% macro check(m) %}{% if m.role == 'bad' %}{{ raise_exception('bad role') }}{% endif %}{% endmacro %}\
+             {% for m in messages %}{{ check(m) }}{% endfor %}",
+            &[json!({"role": "bad"})],
+        )
+        .unwrap_err();
+        assert_eq!(err, PreprocessError::TemplateRaised("bad role".into()));
+    }
+
+    #[test]
+    fn syntax_errors_name_the_line() {
+        let err = ChatTemplate::new("line one\n{% for x in %}\n", None, None).unwrap_err();
+        let PreprocessError::TemplateSyntax(message) = &err else {
+            panic!("expected a syntax error, got {err:?}");
+        };
+        assert!(message.contains(":2"), "{message}");
+        assert!(!err.is_client_error());
+        let err = ChatTemplate::new("{% if x %}never closed", None, None).unwrap_err();
+        assert!(matches!(err, PreprocessError::TemplateSyntax(_)), "{err:?}");
+    }
+
+    #[test]
+    fn other_render_failures_are_render_errors() {
+        let err = render("{{ messages[0].content + 1 }}", &[json!({"content": "x"})]).unwrap_err();
+        assert!(matches!(err, PreprocessError::TemplateRender(_)), "{err:?}");
+        assert!(err.is_client_error());
+    }
+
+    #[test]
+    fn messages_must_be_objects() {
+        let err = render("{{ messages }}", &[json!({"role": "user"}), json!("text")]).unwrap_err();
+        assert_eq!(
+            err,
+            PreprocessError::InvalidInput("messages[1] must be an object".into())
+        );
+    }
+
+    #[test]
+    fn variables_and_their_precedence() {
+        let template =
+            ChatTemplate::new("{{ bos_token }}|{{ eos_token }}|{{ tools is none }}|{{ documents is none }}|{{ add_generation_prompt }}|{{ messages|length }}|{{ flag }}", Some("<s>".into()), Some("</s>".into()))
+                .unwrap();
+        let messages = [json!({"role": "user", "content": "hi"})];
+        let extra = json!({
+            "eos_token": "<override>",
+            "messages": [],
+            "add_generation_prompt": false,
+            "flag": 7
+        });
+        let out = template
+            .render(&ChatTemplateInput {
+                messages: &messages,
+                tools: None,
+                add_generation_prompt: true,
+                extra: extra.as_object(),
+            })
+            .unwrap();
+        // Extra variables override special tokens but never the request's own inputs.
+        assert_eq!(out, "<s>|<override>|True|True|True|1|7");
+        let tools = [json!({"type": "function"})];
+        let out = template
+            .render(&ChatTemplateInput {
+                messages: &messages,
+                tools: Some(&tools),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(out, "<s>|</s>|False|True|False|1|");
+    }
+
+    #[test]
+    fn messages_are_normalised_like_transformers() {
+        let out = render(
+            "{% for m in messages %}{{ m|tojson }}\n{% endfor %}",
+            &[
+                json!({"role": "assistant", "content": null, "reasoning": "r1"}),
+                json!({"role": "assistant", "reasoning_content": "r2", "thinking": "t2", "content": "c"}),
+                json!({"role": "user", "content": "u", "name": null}),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "{\"thinking\": \"r1\", \"role\": \"assistant\", \"reasoning\": \"r1\", \"reasoning_content\": \"r1\"}\n\
+             {\"thinking\": \"t2\", \"role\": \"assistant\", \"reasoning_content\": \"r2\", \"content\": \"c\"}\n\
+             {\"role\": \"user\", \"content\": \"u\"}\n"
+        );
+    }
+
+    #[test]
+    fn undefined_behaves_like_jinja2_default() {
+        let out = render(
+            "[{{ nope }}]{% if nope %}T{% else %}F{% endif %}{{ nope is defined }}{% for x in nope %}x{% endfor %}{{ messages[0].missing is defined }}",
+            &[json!({"role": "user"})],
+        )
+        .unwrap();
+        assert_eq!(out, "[]FFalseFalse");
+    }
+
+    #[test]
+    fn generation_tags_render_their_body() {
+        let source = "{% for m in messages %}\n{%- generation -%}\n  [{{ m.content }}]\n{%- endgeneration %}\n{% endfor %}";
+        let out = render(source, &[json!({"content": "a"}), json!({"content": "b"})]).unwrap();
+        assert_eq!(out, "[a][b]");
+        assert_eq!(
+            rewrite_generation_tags("{%+ generation %}x{% endgeneration -%}"),
+            "{%+ if true %}x{% endif -%}"
+        );
+        // Only the tag itself is rewritten, not names that contain the word.
+        let untouched =
+            "{% if generation_prompt %}{{ generation }}{% endif %}{% set generation = 1 %}";
+        assert_eq!(rewrite_generation_tags(untouched), untouched);
+    }
+
+    #[test]
+    fn strftime_now_formats_the_local_time() {
+        let year = chrono::Local::now().format("%Y").to_string();
+        let out = render(
+            "{{ strftime_now('%Y') }}|{{ strftime_now('%d %b %Y')|length }}",
+            &[],
+        )
+        .unwrap();
+        let (rendered_year, rest) = out.split_once('|').unwrap();
+        // A render straddling New Year's midnight may see the next year.
+        assert!(
+            rendered_year == year
+                || rendered_year.parse::<i32>().ok() == year.parse::<i32>().ok().map(|y| y + 1),
+            "{out}"
+        );
+        assert_eq!(rest, "11");
+        let err = render("{{ strftime_now('%Q') }}", &[]).unwrap_err();
+        assert!(err.to_string().contains("invalid format"), "{err}");
+    }
+
+    #[test]
+    fn python_methods_take_keyword_arguments() {
+        let out = render(
+            "{{ 'a b c'.split(maxsplit=1) }}|{{ 'x'.center(width=3, fillchar='-') }}|{{ ' y '|trim }}|{{ 'zzyzz'|trim('z') }}|{{ 0.00001 }}|{{ 2.5 }}",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(out, "['a', 'b c']|-x-|y|y|1e-05|2.5");
+        let err = render("{{ 'a'.split(bogus=1) }}", &[]).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = render("{{ {'a': 1}|tojson(bogus=1) }}", &[]).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn flatten_text_content_joins_text_parts_only() {
+        let mut messages = vec![
+            json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
+            json!({"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": "x"}}]}),
+            json!({"role": "user", "content": "plain"}),
+            json!({"role": "assistant", "content": null}),
+            json!({"role": "user", "content": []}),
+        ];
+        let untouched = messages[1].clone();
+        flatten_text_content(&mut messages);
+        assert_eq!(messages[0]["content"], "a\nb");
+        assert_eq!(messages[1], untouched);
+        assert_eq!(messages[2]["content"], "plain");
+        assert!(messages[3]["content"].is_null());
+        assert_eq!(messages[4]["content"], "");
+    }
+
+    #[test]
+    fn content_parts_support_is_detected() {
+        let walks_parts = [
+            "{% for item in message['content'] %}{{ item.text }}{% endfor %}",
+            "{%- for part in message.content -%}{{ part }}{%- endfor -%}",
+        ];
+        for source in walks_parts {
+            assert!(
+                ChatTemplate::new(source, None, None)
+                    .unwrap()
+                    .accepts_content_parts(),
+                "{source}"
+            );
+        }
+        let string_only = [
+            "{% for message in messages %}{{ message.content }}{% endfor %}",
+            "{{ messages[0]['content'] | trim }}",
+        ];
+        for source in string_only {
+            assert!(
+                !ChatTemplate::new(source, None, None)
+                    .unwrap()
+                    .accepts_content_parts(),
+                "{source}"
+            );
+        }
+    }
+}
