@@ -92,16 +92,21 @@ SEARCH_RESULT = {"role": "tool", "tool_call_id": "call_2", "content": "Berlin ha
 WEATHER_QUESTION = {"role": "user", "content": "What's the weather in Paris? Also search Berlin's population."}
 
 
-def case(name, messages, add_generation_prompt=True, tools=None, kwargs=None):
+def case(name, messages, add_generation_prompt=True, tools=None, kwargs=None, continue_final_message=False):
     return {
         "name": name,
         "input": {
             "messages": messages,
             "tools": tools,
             "add_generation_prompt": add_generation_prompt,
+            "continue_final_message": continue_final_message,
             "kwargs": kwargs or {},
         },
     }
+
+
+def continue_case(name, messages, **kwargs):
+    return case(name, messages, add_generation_prompt=False, continue_final_message=True, **kwargs)
 
 
 def common_cases():
@@ -123,6 +128,13 @@ def common_cases():
         case("empty_user_content", [{"role": "user", "content": ""}]),
         case("unused_kwarg", [USER], kwargs={"some_unused_flag": True}),
         case("null_valued_key_dropped", [{"role": "user", "content": "hi", "name": None}]),
+        continue_case("continue_final_message", [USER, {"role": "assistant", "content": "The capital of France"}]),
+        continue_case("continue_final_message_trailing_space", [USER, {"role": "assistant", "content": "The capital is "}]),
+        case(
+            "error_continue_final_message_with_generation_prompt",
+            [USER, {"role": "assistant", "content": "The"}],
+            continue_final_message=True,
+        ),
     ]
 
 
@@ -212,6 +224,10 @@ def gemma3_cases():
         case(
             "system_as_content_parts",
             [{"role": "system", "content": [{"type": "text", "text": "Be brief."}]}, USER],
+        ),
+        continue_case(
+            "continue_final_message_content_parts",
+            [USER, {"role": "assistant", "content": [{"type": "text", "text": "It is"}, {"type": "text", "text": " Par"}]}],
         ),
         case("error_roles_do_not_alternate", [USER, USER2]),
         case("error_assistant_first", [ASSISTANT, USER]),
@@ -471,6 +487,7 @@ def run_template(tok, template, c):
             tools=copy.deepcopy(inp["tools"]),
             chat_template=template,
             add_generation_prompt=inp["add_generation_prompt"],
+            continue_final_message=inp["continue_final_message"],
             tokenize=False,
             **kwargs,
         )

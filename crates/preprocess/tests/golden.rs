@@ -38,6 +38,8 @@ struct Input {
     messages: Vec<Value>,
     tools: Option<Vec<Value>>,
     add_generation_prompt: bool,
+    #[serde(default)]
+    continue_final_message: bool,
     kwargs: Map<String, Value>,
 }
 
@@ -128,7 +130,11 @@ fn check_cases(label: &str, golden: &Golden, template_for: impl Fn(&Case) -> Cha
             add_generation_prompt: case.input.add_generation_prompt,
             extra: Some(&case.input.kwargs),
         };
-        let result = template.render(&input);
+        let result = if case.input.continue_final_message {
+            template.render_continuing_final_message(&input)
+        } else {
+            template.render(&input)
+        };
         match (&case.expected, &case.expected_error_contains, result) {
             (Some(expected), _, Ok(actual)) => {
                 if *expected != actual {

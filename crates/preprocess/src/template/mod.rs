@@ -40,6 +40,10 @@ const RESERVED_VARIABLES: [&str; 3] = ["messages", "tools", "add_generation_prom
 /// Reasoning field names, in the order transformers looks for them.
 const REASONING_FIELDS: [&str; 3] = ["reasoning_content", "thinking", "reasoning"];
 
+/// Appended to the final message to find where its text ends in the rendered prompt; the same
+/// marker transformers uses, so that trimming templates cut at the same place.
+const CONTINUE_TAG: &str = "CONTINUE_FINAL_MESSAGE_TAG ";
+
 /// One render's input.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ChatTemplateInput<'a> {
@@ -149,6 +153,90 @@ impl ChatTemplate {
                     CONTENT_ACCESSES.iter().any(|a| iterable.starts_with(a))
                 })
         })
+    }
+
+    /// Renders the conversation so that the model continues its final message (OpenAI extra
+    /// `continue_final_message`): the prompt ends right after that message's text, without its
+    /// end-of-turn tokens. Same algorithm as transformers: mark the text's end, render, cut at
+    /// the mark (and strip trailing whitespace when the template trimmed the text).
+    pub fn render_continuing_final_message(
+        &self,
+        input: &ChatTemplateInput<'_>,
+    ) -> Result<String, PreprocessError> {
+        if input.add_generation_prompt {
+            return Err(PreprocessError::InvalidInput(
+                "continue_final_message and add_generation_prompt are not compatible".into(),
+            ));
+        }
+        let Some((last, earlier)) = input.messages.split_last() else {
+            return Err(PreprocessError::InvalidInput(
+                "continue_final_message is set but the conversation is empty".into(),
+            ));
+        };
+        if !self.inner.source.contains("content") {
+            return Err(PreprocessError::InvalidInput(
+                "continue_final_message is set but the chat template never reads `content`".into(),
+            ));
+        }
+        let mut last = last.clone();
+        let final_text = match last.get_mut("content") {
+            Some(JsonValue::String(text)) => {
+                let original = text.clone();
+                text.push_str(CONTINUE_TAG);
+                original
+            }
+            Some(JsonValue::Array(parts)) => {
+                // The last part that has a text is the one continued.
+                let text = parts
+                    .iter_mut()
+                    .rev()
+                    .find_map(|part| part.get_mut("text"))
+                    .and_then(|text| match text {
+                        JsonValue::String(text) => Some(text),
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        PreprocessError::InvalidInput(
+                            "continue_final_message is set but the final message has no text to continue"
+                                .into(),
+                        )
+                    })?;
+                let original = text.clone();
+                text.push_str(CONTINUE_TAG);
+                original
+            }
+            _ => {
+                return Err(PreprocessError::InvalidInput(
+                    "continue_final_message is set but the final message has no content to continue"
+                        .into(),
+                ));
+            }
+        };
+        let mut messages = Vec::with_capacity(input.messages.len());
+        messages.extend_from_slice(earlier);
+        messages.push(last);
+        let mut rendered = self.render(&ChatTemplateInput {
+            messages: &messages,
+            ..*input
+        })?;
+        let tag = CONTINUE_TAG.trim_end();
+        let final_text = python::py_strip(&final_text, None, true, true);
+        let tag_at = rendered.rfind(tag);
+        let Some(tag_at) = tag_at.filter(|_| rendered.contains(final_text)) else {
+            return Err(PreprocessError::TemplateRender(
+                "continue_final_message is set but the final message does not appear in the \
+                 rendered chat: the template rewrites it"
+                    .into(),
+            ));
+        };
+        if rendered[tag_at..].starts_with(CONTINUE_TAG) {
+            rendered.truncate(tag_at);
+        } else {
+            // The template trimmed the text's trailing whitespace (and the tag's space).
+            let kept = python::py_strip(&rendered[..tag_at], None, false, true).len();
+            rendered.truncate(kept);
+        }
+        Ok(rendered)
     }
 
     /// Renders one conversation. Errors: [`PreprocessError::TemplateRaised`] when the template
@@ -618,6 +706,52 @@ mod tests {
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = render("{{ {'a': 1}|tojson(bogus=1) }}", &[]).unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn continue_final_message_rejects_what_it_cannot_continue() {
+        let template = ChatTemplate::new(
+            "{% for m in messages %}[{{ m.content }}]{% endfor %}",
+            None,
+            None,
+        )
+        .unwrap();
+        let continue_with = |messages: &[JsonValue], add_generation_prompt: bool| {
+            template.render_continuing_final_message(&ChatTemplateInput {
+                messages,
+                add_generation_prompt,
+                ..Default::default()
+            })
+        };
+        let ok = [
+            json!({"role": "user", "content": "q"}),
+            json!({"role": "assistant", "content": "a b"}),
+        ];
+        assert_eq!(continue_with(&ok, false).unwrap(), "[q][a b");
+        for (messages, add_generation_prompt) in [
+            (vec![], false),
+            (ok.to_vec(), true),
+            (vec![json!({"role": "assistant", "content": null})], false),
+            (
+                vec![json!({"role": "assistant", "content": [{"type": "image"}]})],
+                false,
+            ),
+        ] {
+            let err = continue_with(&messages, add_generation_prompt).unwrap_err();
+            assert!(
+                matches!(err, PreprocessError::InvalidInput(_)),
+                "{messages:?}: {err:?}"
+            );
+        }
+        // A template that drops the final message cannot be continued.
+        let dropping = ChatTemplate::new("{{ messages[0].content }}", None, None).unwrap();
+        let err = dropping
+            .render_continuing_final_message(&ChatTemplateInput {
+                messages: &ok,
+                ..Default::default()
+            })
+            .unwrap_err();
+        assert!(matches!(err, PreprocessError::TemplateRender(_)), "{err:?}");
     }
 
     #[test]
