@@ -7,8 +7,9 @@
 # The systems run one at a time, alternating (dynamo, switchyard, dynamo, switchyard, ...), each
 # driven by `wrk -t2 -cN -d10s` with bench/wrk/chat_stream.lua (streamed chat, unique ~100-word
 # prompts, max_tokens 32, ignore_eos). For every run it prints req/s, latency percentiles and the
-# CPU each process used (server processes and wrk, in % of one core), so the bottleneck is visible;
-# at the end the mean req/s per system and the ratio switchyard / dynamo.
+# CPU each process used (server processes and wrk, in % of one core), so the bottleneck is visible,
+# and the server's CPU milliseconds per request (on a shared machine the figure least disturbed
+# by other load); at the end the means per system and the ratios switchyard / dynamo.
 #
 # Environment (defaults in brackets):
 #   DYN_VENV [/tmp/dyn]            venv with ai-dynamo 1.6.1 (see /work/shared/BENCHMARKING.md)
@@ -134,10 +135,11 @@ machine_busy_ticks() {
     awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9; exit }' /proc/stat
 }
 
-# CPU ticks of each server process (children included), space separated.
+# CPU ticks of each server process (children included), space separated; for Dynamo also the
+# zmq forwarder, which is part of its stack.
 server_ticks() {
     local pid out=""
-    for pid in "${SERVER_PIDS[@]}"; do
+    for pid in "${SERVER_PIDS[@]}" ${CPU_EXTRA_PID:-}; do
         out+=" $(cpu_ticks "$pid")"
     done
     echo "${out# }"
@@ -157,7 +159,7 @@ server_cpu_shares() { # before after wall_s
 # VmHWM of each server process, for the log line after a system's runs.
 server_peak_rss() {
     local pid out=""
-    for pid in "${SERVER_PIDS[@]}"; do
+    for pid in "${SERVER_PIDS[@]}" ${CPU_EXTRA_PID:-}; do
         out+=" $(awk '/^VmHWM:/ { printf "%.0fMiB", $2 / 1024 }' "/proc/$pid/status" 2>/dev/null)"
     done
     echo "${out# }"
@@ -225,7 +227,8 @@ start_dynamo() { # round
     env "${env[@]}" "$DYN_VENV/bin/python" -m dynamo.mocker --model-path "$MODEL_DIR" \
         --model-name "$MODEL_NAME" --speedup-ratio 0 >"$WORK/dynamo-mocker-$1.log" 2>&1 &
     SERVER_PIDS+=($!)
-    SERVER_NAMES="frontend+mocker"
+    SERVER_NAMES="frontend+mocker+forwarder"
+    CPU_EXTRA_PID=$FORWARDER_PID
     WANT_MODEL=$MODEL_NAME
     URL=http://127.0.0.1:$DYN_PORT
 }
@@ -242,6 +245,7 @@ start_switchyard() { # round
         "${name[@]}" --http-host 127.0.0.1 --http-port "$SY_PORT" >"$WORK/switchyard-$1.log" 2>&1 &
     SERVER_PIDS+=($!)
     SERVER_NAMES="switchyard"
+    CPU_EXTRA_PID=
     URL=http://127.0.0.1:$SY_PORT
 }
 
@@ -253,7 +257,7 @@ to_ms() { # wrk duration like 512.34us / 12.5ms / 1.02s / 1.5m
 }
 
 RESULTS=$WORK/results.tsv
-printf 'round\tsystem\tgenerator\tconns\treq_s\tp50_ms\tp90_ms\tp99_ms\terrors\tserver_cpu\tgen_cpu\n' >"$RESULTS"
+printf 'round\tsystem\tgenerator\tconns\treq_s\tp50_ms\tp90_ms\tp99_ms\terrors\tserver_cpu\tgen_cpu\tserver_cpu_ms_per_req\n' >"$RESULTS"
 
 run_wrk() { # round system conns
     local out=$WORK/wrk-$1-$2-$3.txt timing=$WORK/wrk-$1-$2-$3.time before after busy_before busy_after
@@ -267,7 +271,7 @@ run_wrk() { # round system conns
     end_ns=$(date +%s%N)
     after=$(server_ticks)
     busy_after=$(machine_busy_ticks)
-    local wall_s rps p50 p90 p99 errors server_cpu server_total gen_cpu other_cpu shares
+    local wall_s rps p50 p90 p99 errors server_cpu server_total gen_cpu other_cpu shares cpu_per_req
     wall_s=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
@@ -280,15 +284,18 @@ run_wrk() { # round system conns
     gen_cpu=$(awk -v w="$wall_s" '{ printf "%.0f%%", ($1 + $2) / w * 100 }' "$timing")
     other_cpu=$(awk -v w="$wall_s" -v hz="$CLK_TCK" -v busy="$((busy_after - busy_before))" \
         -v server="$server_total" '{ printf "%.0f%%", (busy / hz - server / hz - $1 - $2) / w * 100 }' "$timing")
+    # Server CPU per completed request: the figure least disturbed by other load on the machine.
+    cpu_per_req=$(awk -v t="$server_total" -v hz="$CLK_TCK" '/ requests in / { n = $1 }
+        END { if (n > 0) printf "%.2f", t / hz * 1000 / n; else print "-" }' "$out")
     if [[ -z $rps ]]; then
         echo "wrk failed:" >&2
         cat "$out" >&2
         return 1
     fi
-    printf '%s\t%s\twrk\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$p50" "$p90" "$p99" \
-        "$errors" "$server_cpu" "$gen_cpu" >>"$RESULTS"
-    printf '  %-10s wrk  c=%-4s %8.1f req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  errors %s  cpu: %s %s, wrk %s, other processes %s\n' \
-        "$2" "$3" "$rps" "$p50" "$p90" "$p99" "$errors" "$SERVER_NAMES" "$server_cpu" "$gen_cpu" "$other_cpu"
+    printf '%s\t%s\twrk\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$rps" "$p50" "$p90" "$p99" \
+        "$errors" "$server_cpu" "$gen_cpu" "$cpu_per_req" >>"$RESULTS"
+    printf '  %-10s wrk  c=%-4s %8.1f req/s  p50 %7s ms  p90 %7s ms  p99 %7s ms  errors %s  cpu: %s %s (%s ms/request), wrk %s, other processes %s\n' \
+        "$2" "$3" "$rps" "$p50" "$p90" "$p99" "$errors" "$SERVER_NAMES" "$server_cpu" "$cpu_per_req" "$gen_cpu" "$other_cpu"
     sleep 1
 }
 
@@ -312,7 +319,7 @@ gen_cpu = f"{cpu['percent_of_one_core']:.0f}%"
 lat = phase["e2e"]
 fmt = lambda v: "-" if v is None else f"{v:.1f}"
 row = [rnd, system, "loadgen", phase["concurrency"], f"{phase['requests_per_s']:.1f}",
-       fmt(lat["p50_ms"]), fmt(lat["p90_ms"]), fmt(lat["p99_ms"]), phase["errors"], server_cpu, gen_cpu]
+       fmt(lat["p50_ms"]), fmt(lat["p90_ms"]), fmt(lat["p99_ms"]), phase["errors"], server_cpu, gen_cpu, "-"]
 open(results, "a").write("\t".join(map(str, row)) + "\n")
 print(f"  {system:<10} load c={phase['concurrency']:<4} {phase['requests_per_s']:8.1f} req/s  "
       f"p50 {fmt(lat['p50_ms']):>7} ms  p90 {fmt(lat['p90_ms']):>7} ms  p99 {fmt(lat['p99_ms']):>7} ms  "
@@ -352,7 +359,7 @@ echo
 echo "summary (mean over rounds):"
 awk -F'\t' -v order="$SYSTEMS" 'NR > 1 {
         key = $3 "\t" $4; keys[key] = 1
-        n[key, $2]++; rps[key, $2] += $5; p50[key, $2] += $6; p99[key, $2] += $8
+        n[key, $2]++; rps[key, $2] += $5; p50[key, $2] += $6; p99[key, $2] += $8; cpu[key, $2] += $12
     }
     END {
         for (key in keys) {
@@ -360,11 +367,14 @@ awk -F'\t' -v order="$SYSTEMS" 'NR > 1 {
             line = sprintf("  %-8s c=%-4s", k[1], k[2])
             count = split(order, names, " ")
             for (i = 1; i <= count; i++) if (n[key, s = names[i]])
-                line = line sprintf("  %s %.1f req/s (p50 %.0f ms, p99 %.0f ms)", s,
-                    rps[key, s] / n[key, s], p50[key, s] / n[key, s], p99[key, s] / n[key, s])
+                line = line sprintf("  %s %.1f req/s (p50 %.0f ms, p99 %.0f ms%s)", s,
+                    rps[key, s] / n[key, s], p50[key, s] / n[key, s], p99[key, s] / n[key, s],
+                    k[1] == "wrk" ? sprintf(", %.2f CPU ms/req", cpu[key, s] / n[key, s]) : "")
             if (n[key, "dynamo"] && n[key, "switchyard"] && rps[key, "dynamo"] > 0)
-                line = line sprintf("  ratio switchyard/dynamo %.2fx",
-                    (rps[key, "switchyard"] / n[key, "switchyard"]) / (rps[key, "dynamo"] / n[key, "dynamo"]))
+                line = line sprintf("  ratio switchyard/dynamo %.2fx req/s%s",
+                    (rps[key, "switchyard"] / n[key, "switchyard"]) / (rps[key, "dynamo"] / n[key, "dynamo"]),
+                    k[1] == "wrk" && cpu[key, "switchyard"] > 0 ? sprintf(", %.2fx less CPU per request",
+                        (cpu[key, "dynamo"] / n[key, "dynamo"]) / (cpu[key, "switchyard"] / n[key, "switchyard"])) : "")
             print line
         }
     }' "$RESULTS" | sort
