@@ -6,8 +6,10 @@
 //!   `tokenizer_config.json`, `chat_template.jinja`, `config.json`, `generation_config.json`):
 //!   context length, EOS ids, special tokens, chat template, tokenizer.
 //! - [`ChatTemplate`] compiles a template once ([`ChatTemplate::new`] or
-//!   [`ModelCard::compile_chat_template`]) and renders a [`ChatTemplateInput`] per request.
-//!   [`flatten_text_content`] turns OpenAI text content parts into plain strings first.
+//!   [`ModelCard::compile_chat_template`]) and renders a [`ChatTemplateInput`] per request
+//!   ([`ChatTemplate::render`], or [`ChatTemplate::render_continuing_final_message`] for
+//!   `continue_final_message`). [`flatten_text_content`] turns OpenAI text content parts into
+//!   plain strings first, for templates whose [`ChatTemplate::accepts_content_parts`] is false.
 //! - [`Tokenizer`] encodes the rendered prompt (`add_special_tokens = false`: the template
 //!   already wrote them). Encoding is CPU work: async callers run it on a blocking pool.
 //! - [`PreprocessError`] is every failure; [`PreprocessError::to_api_error`] maps it to a 400
