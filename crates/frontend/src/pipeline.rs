@@ -23,6 +23,8 @@ pub struct ModelPipeline {
     name: String,
     card: Arc<ModelCard>,
     template: Option<Arc<ChatTemplate>>,
+    /// The model's separate `tool_use` template, used when a request carries tools.
+    tool_template: Option<Arc<ChatTemplate>>,
     router: Router,
     request_plane: Arc<dyn RequestPlane>,
     cpu: CpuPool,
@@ -44,11 +46,20 @@ impl ModelPipeline {
                 ApiError::internal(format!("chat template of `{name}` does not compile: {e}"))
             })?
             .map(Arc::new);
+        let tool_template = card
+            .compile_tool_use_chat_template()
+            .map_err(|e| {
+                ApiError::internal(format!(
+                    "tool_use chat template of `{name}` does not compile: {e}"
+                ))
+            })?
+            .map(Arc::new);
         Ok(ModelPipeline {
             router: Router::new(name.clone(), router_mode),
             name,
             card,
             template,
+            tool_template,
             request_plane,
             cpu,
             metrics,
@@ -78,12 +89,16 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<PreprocessedRequest, ApiError> {
         req.validate()?;
-        let template = self.template.clone().ok_or_else(|| {
-            ApiError::invalid(format!(
-                "model `{}` has no chat template; use /v1/completions",
-                self.name
-            ))
-        })?;
+        let has_tools = req.tools.as_ref().is_some_and(|t| !t.is_empty());
+        let template = match (&self.tool_template, has_tools) {
+            (Some(tool_template), true) => tool_template.clone(),
+            _ => self.template.clone().ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "model `{}` has no chat template; use /v1/completions",
+                    self.name
+                ))
+            })?,
+        };
         let mut messages: Vec<Value> = req
             .messages
             .iter()
@@ -91,22 +106,29 @@ impl ModelPipeline {
             .collect();
         let tools = req.tools.take();
         let kwargs = req.chat_template_kwargs.take();
-        let add_generation_prompt = req
-            .add_generation_prompt
-            .unwrap_or(!req.continue_final_message);
+        let continue_final_message = req.continue_final_message;
+        let add_generation_prompt = req.add_generation_prompt.unwrap_or(!continue_final_message);
         let tokenizer = self.card.tokenizer.clone();
         let token_ids = self
             .cpu
             .run(move || {
-                flatten_text_content(&mut messages);
-                let prompt = template
-                    .render(&ChatTemplateInput {
-                        messages: &messages,
-                        tools: tools.as_deref(),
-                        add_generation_prompt,
-                        extra: kwargs.as_ref(),
-                    })
-                    .map_err(|e| e.to_api_error())?;
+                // Templates that walk content parts themselves get them as sent (vLLM's
+                // "openai" content format); the others get the text joined.
+                if !template.accepts_content_parts() {
+                    flatten_text_content(&mut messages);
+                }
+                let input = ChatTemplateInput {
+                    messages: &messages,
+                    tools: tools.as_deref(),
+                    add_generation_prompt,
+                    extra: kwargs.as_ref(),
+                };
+                let prompt = if continue_final_message {
+                    template.render_continuing_final_message(&input)
+                } else {
+                    template.render(&input)
+                }
+                .map_err(|e| e.to_api_error())?;
                 // The template already placed BOS and other special tokens.
                 tokenizer
                     .encode(&prompt, false)

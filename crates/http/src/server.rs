@@ -291,13 +291,19 @@ pub async fn serve(
     on_bound(addr);
     match rustls_config {
         Some(rustls_config) => {
-            axum_server::from_tcp_rustls(listener, rustls_config)?
+            // Streams write one small SSE chunk per token: without TCP_NODELAY, Nagle's
+            // algorithm and delayed ACKs stall keep-alive connections ~40 ms per response.
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(rustls_config)
+                .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await
         }
         None => {
             axum_server::from_tcp(listener)?
+                .acceptor(axum_server::accept::NoDelayAcceptor::new())
                 .handle(handle)
                 .serve(app.into_make_service())
                 .await

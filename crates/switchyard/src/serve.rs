@@ -26,6 +26,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             model_path.display()
         );
     }
+    tracing::info!(path = %model_path.display(), "loading model");
+    let started = std::time::Instant::now();
     let card = {
         let path = model_path.clone();
         tokio::task::spawn_blocking(move || load_model_card(&path))
@@ -33,6 +35,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("model loader failed")?
             .with_context(|| format!("cannot load model folder `{}`", model_path.display()))?
     };
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        context_length = card.context_length,
+        chat_template = card.chat_template.is_some(),
+        "model loaded"
+    );
     let model_name = args.model_name.clone().unwrap_or_else(|| card.name.clone());
     let vocab_size = card.tokenizer.vocab_size() as u32;
     let router_mode = match args.router_mode {

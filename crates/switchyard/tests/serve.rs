@@ -189,3 +189,38 @@ fn invalid_flags_fail_at_start_with_a_message() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tokenizer.json"), "{err}");
 }
+
+#[test]
+fn chat_content_parts_and_continue_final_message_render_like_transformers() {
+    let server = Server::start(&["--engine", "echo"], &[]);
+    let chat = |body: Value| {
+        let (status, text) = http_request(server.port, "POST", "/v1/chat/completions", Some(&body));
+        assert_eq!(status, 200, "{text}");
+        let resp: Value = serde_json::from_str(&text).unwrap();
+        resp["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let parts = chat(json!({
+        "model": "echo-model",
+        "skip_special_tokens": false,
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "part one"}, {"type": "text", "text": "part two"}]}]
+    }));
+    assert_eq!(
+        parts,
+        "<|im_start|>user\npart one\npart two<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let continued = chat(json!({
+        "model": "echo-model",
+        "skip_special_tokens": false,
+        "continue_final_message": true,
+        "messages": [{"role": "user", "content": "hi"},
+                     {"role": "assistant", "content": "Hello, I am"}]
+    }));
+    assert!(
+        continued.ends_with("Hello, I am"),
+        "the prompt must end inside the final message: {continued:?}"
+    );
+}
