@@ -12,7 +12,13 @@
 # by other load); at the end the means per system and the ratios switchyard / dynamo.
 #
 # Environment (defaults in brackets):
-#   DYN_VENV [/tmp/dyn]            venv with ai-dynamo 1.6.1 (see /work/shared/BENCHMARKING.md)
+#   DYN_VENV [/tmp/dyn]            venv with ai-dynamo 1.6.1, made with:
+#       python3 -m venv /tmp/dyn && /tmp/dyn/bin/pip install "ai-dynamo-runtime==1.6.1" \
+#         "aiohttp<4.0,>=3.14.3" "certifi>=2026.10.19" "kubernetes<33.0.0,>=32.0.1" \
+#         "msgspec>=0.19.0" "prometheus-client<1.0,>=0.23.1" "pyzmq>=26.0.0" \
+#         "redis<9.0.0,>=6.2.0" tqdm "transformers>=4.56.0" "typing-extensions>=4.10.0" \
+#         "zstandard<1.0,>=0.23.0"
+#       /tmp/dyn/bin/pip install --no-deps "ai-dynamo==1.6.1"   # one of its deps is unfetchable
 #   SWITCHYARD_BIN [target/release/switchyard]
 #   SYSTEMS ["dynamo switchyard"]  which systems to run, in this order each round
 #   ROUNDS [2]  CONNECTIONS ["256 64"]  DURATION [10s]  WRK_THREADS [2]
