@@ -5,12 +5,14 @@
 //! - [`llm`]: the pipeline's currency. The frontend turns a client request into a
 //!   [`llm::PreprocessedRequest`] (token ids + sampling + stop conditions); an engine answers with
 //!   a stream of [`llm::EngineOutput`] token deltas.
+//! - [`kv`]: KV cache events a worker reports about its prefix cache.
 //! - [`error`]: [`error::ApiError`], the one mapping from a failure to an HTTP status, an OpenAI
 //!   error `type`, and a metrics label.
 //!
 //! Invariant: only this crate defines wire types; other crates convert, never redefine.
 
 pub mod error;
+pub mod kv;
 pub mod llm;
 pub mod openai;
 
