@@ -5,7 +5,8 @@
 //! - echo, zero delay, one thread: long streams, and many short requests (per-request cost
 //!   included: request clone, boxing the stream).
 //! - mocker, speedup 0: 64 concurrent requests of 100 output tokens each, repeated, on a
-//!   current-thread runtime and on a 2-worker runtime.
+//!   current-thread runtime and on a 2-worker runtime, without and with prefix caching (which
+//!   hashes every full block and registers it in the cache).
 
 use std::time::Instant;
 
@@ -75,10 +76,11 @@ fn echo_bench() {
     });
 }
 
-async fn mocker_rounds(rounds: usize) -> (usize, f64) {
+async fn mocker_rounds(rounds: usize, enable_prefix_caching: bool) -> (usize, f64) {
     let engine = std::sync::Arc::new(
         MockerEngine::new(MockerConfig {
             speedup_ratio: 0.0,
+            enable_prefix_caching,
             ..MockerConfig::default()
         })
         .expect("mocker config"),
@@ -118,11 +120,14 @@ fn mocker_bench() {
         ),
     ] {
         let rt = rt.expect("runtime");
-        let (tokens, secs) = rt.block_on(mocker_rounds(rounds));
-        println!(
-            "mocker {label}: {rounds} rounds x 64 req x 100 tokens = {tokens} tokens in {secs:.3} s = {:.2} M tokens/s",
-            tokens as f64 / secs / 1e6
-        );
+        for caching in [false, true] {
+            let (tokens, secs) = rt.block_on(mocker_rounds(rounds, caching));
+            let caching = if caching { "on " } else { "off" };
+            println!(
+                "mocker {label} prefix caching {caching}: {rounds} rounds x 64 req x 100 tokens = {tokens} tokens in {secs:.3} s = {:.2} M tokens/s",
+                tokens as f64 / secs / 1e6
+            );
+        }
     }
 }
 

@@ -8,12 +8,17 @@
 //!   One scheduler task per engine batches requests, models KV usage and step time
 //!   ([`mocker::TimingModel`]), and feeds each request's bounded channel.
 //!
+//! - [`EngineEventSink`]: where an engine with a KV cache publishes [`EngineEvent`]s: KV cache
+//!   events ([`KvCacheEvent`], vLLM's semantics with Switchyard's block hashes) and load reports
+//!   ([`EngineLoad`]). The mocker takes one in [`mocker::MockerConfig::events`].
+//!
 //! Cancellation contract: dropping the [`EngineStream`] cancels the request. An engine must stop
 //! its work for that request promptly (within one step) and release everything it held.
 
 use std::pin::Pin;
 
 use futures::Stream;
+use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_protocol::{EngineOutput, PreprocessedRequest};
 
 pub mod echo;
@@ -52,4 +57,33 @@ pub trait Engine: Send + Sync + 'static {
     fn generate(&self, request: PreprocessedRequest) -> EngineStream;
 
     fn info(&self) -> EngineInfo;
+}
+
+/// An engine's load, as it measures it after a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineLoad {
+    /// Sequences in the running batch.
+    pub active_requests: u32,
+    /// Requests accepted and not running (queued or preempted).
+    pub waiting_requests: u32,
+    /// KV blocks held by running sequences (a block shared by several counts once).
+    pub kv_used_blocks: u64,
+    /// KV cache capacity in blocks.
+    pub kv_total_blocks: u64,
+    /// Blocks in the prefix cache (held or evictable): what the engine's KV events describe.
+    pub kv_cached_blocks: u64,
+}
+
+/// Something an engine reports about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A change to the prefix cache; `event_id`s of one engine increase by one per event.
+    Kv(KvCacheEvent),
+    Load(EngineLoad),
+}
+
+/// Receives an engine's events. `publish` is called from the engine's scheduler between steps
+/// and must never block or wait: queue, forward or drop, but return at once.
+pub trait EngineEventSink: Send + Sync + 'static {
+    fn publish(&self, event: EngineEvent);
 }

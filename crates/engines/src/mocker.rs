@@ -3,27 +3,40 @@
 //! [`MockerEngine`] owns one background Tokio task running a vLLM-like scheduler loop:
 //!
 //! - `scheduler`: waiting queue → running batch (≤ `max_num_seqs`), a token budget per step
-//!   (`max_num_batched_tokens`), chunked prefill, preemption under KV pressure.
-//! - [`kv`]: KV block accounting (`ceil(tokens / block_size)` blocks per sequence, a fixed pool);
-//!   the seam where the paged block manager with prefix caching and KV events will go.
-//! - [`timing`]: how long a step takes ([`TimingModel`]), divided by `speedup_ratio`.
+//!   (`max_num_batched_tokens`), chunked prefill, prefix-cache lookup on admission, preemption
+//!   (recompute) when even eviction cannot make room.
+//! - [`kv`]: the paged KV cache: `num_gpu_blocks` blocks of `block_size` tokens, full blocks
+//!   registered under Switchyard's block hashes (`switchyard_kv_index::hashing`), shared by
+//!   reference count, evicted LRU once unreferenced; it records vLLM-style KV events.
+//! - [`timing`]: how long a step takes ([`TimingModel`]: new prefill tokens, their attention to
+//!   cached context, decoding sequences and their context), divided by `speedup_ratio`.
 //! - `sequence`: per-request state and deterministic pseudo-random output tokens.
 //!
-//! `generate` validates the request, hands it to the task over a channel and returns the
-//! receiving half of a small bounded per-request channel as the [`EngineStream`]. Dropping that
-//! stream closes the channel; the scheduler sees it at its next step and frees the slot and the
-//! blocks. Output tokens are never EOS; a request ends with `Length` at `max_tokens`, or `Stop`
-//! if it happens to sample one of its `stop_token_ids`.
+//! `generate` validates the request, hashes the prompt's full blocks, hands it to the task over
+//! a channel and returns the receiving half of a small bounded per-request channel as the
+//! [`EngineStream`]. Dropping that stream closes the channel; the scheduler sees it at its next
+//! step and releases the slot and the blocks (which stay cached). Output tokens are never EOS; a
+//! request ends with `Length` at `max_tokens`, or `Stop` if it happens to sample one of its
+//! `stop_token_ids`. The first output carries `cached_tokens`: prompt tokens found in the cache.
+//!
+//! With [`MockerConfig::events`] set, the engine publishes
+//! [`EngineEvent::Kv`](crate::EngineEvent::Kv) after each step that changed the cache (ids 1, 2,
+//! 3, ...) and [`EngineEvent::Load`](crate::EngineEvent::Load) when its load changed (at most
+//! every 10 ms of simulated time, and when it goes idle).
+//! [`MockerEngine::dump_cache_state`] describes the whole cache for a router that starts late.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::stream;
+use switchyard_kv_index::hashing::BlockHasher;
+use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::{Engine, EngineError, EngineInfo, EngineStream};
+use crate::{Engine, EngineError, EngineEventSink, EngineInfo, EngineStream};
 
 pub mod kv;
 mod scheduler;
@@ -32,7 +45,7 @@ pub mod timing;
 
 pub use timing::{StepShape, TimingModel};
 
-use scheduler::{BatchLimits, Counters, Scheduler};
+use scheduler::{BatchLimits, Command, Counters, Scheduler};
 use sequence::{Sequence, TokenSampler};
 
 /// Items buffered per request between the scheduler and the client. Small on purpose: when a
@@ -40,7 +53,7 @@ use sequence::{Sequence, TokenSampler};
 const OUTPUT_CHANNEL_CAPACITY: usize = 16;
 
 /// Configuration of a [`MockerEngine`].
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct MockerConfig {
     /// Simulated time is divided by this; 0 means no simulated delay at all.
     pub speedup_ratio: f64,
@@ -52,11 +65,33 @@ pub struct MockerConfig {
     pub max_num_seqs: usize,
     /// Most tokens computed in one step (prefill chunks plus one per decoding sequence).
     pub max_num_batched_tokens: u32,
+    /// Reuse cached prompt prefixes (and publish KV events about them), as vLLM's
+    /// `--enable-prefix-caching`.
+    pub enable_prefix_caching: bool,
     /// Most requests queued before `generate` answers `Overloaded`.
     pub max_waiting_requests: usize,
     /// Output token ids are drawn from `[0, vocab_size)`.
     pub vocab_size: u32,
     pub timing: TimingModel,
+    /// Where KV events and load reports go; `None`: nowhere (and none are recorded).
+    pub events: Option<Arc<dyn EngineEventSink>>,
+}
+
+impl fmt::Debug for MockerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MockerConfig")
+            .field("speedup_ratio", &self.speedup_ratio)
+            .field("block_size", &self.block_size)
+            .field("num_gpu_blocks", &self.num_gpu_blocks)
+            .field("max_num_seqs", &self.max_num_seqs)
+            .field("max_num_batched_tokens", &self.max_num_batched_tokens)
+            .field("enable_prefix_caching", &self.enable_prefix_caching)
+            .field("max_waiting_requests", &self.max_waiting_requests)
+            .field("vocab_size", &self.vocab_size)
+            .field("timing", &self.timing)
+            .field("events", &self.events.as_ref().map(|_| "EngineEventSink"))
+            .finish()
+    }
 }
 
 impl Default for MockerConfig {
@@ -67,12 +102,17 @@ impl Default for MockerConfig {
             num_gpu_blocks: 16_384,
             max_num_seqs: 256,
             max_num_batched_tokens: 8192,
+            enable_prefix_caching: true,
             max_waiting_requests: 65_536,
             vocab_size: 32_000,
             timing: TimingModel::default(),
+            events: None,
         }
     }
 }
+
+/// Block ids are `u32` with one value reserved.
+const MAX_GPU_BLOCKS: usize = u32::MAX as usize - 1;
 
 impl MockerConfig {
     /// Checks every field; the message names the field and the accepted range.
@@ -99,6 +139,12 @@ impl MockerConfig {
                 return fail(format!("{name} must be at least 1"));
             }
         }
+        if self.num_gpu_blocks > MAX_GPU_BLOCKS {
+            return fail(format!(
+                "num_gpu_blocks must be at most {MAX_GPU_BLOCKS}, got {}",
+                self.num_gpu_blocks
+            ));
+        }
         self.timing.validate().map_err(MockerConfigError)
     }
 }
@@ -112,7 +158,9 @@ pub struct MockerConfigError(String);
 /// exit.
 pub struct MockerEngine {
     config: MockerConfig,
-    intake: mpsc::UnboundedSender<Sequence>,
+    /// Present when prefix caching is on: prompts are hashed on the caller's task.
+    hasher: Option<BlockHasher>,
+    intake: mpsc::UnboundedSender<Command>,
     counters: Arc<Counters>,
 }
 
@@ -123,23 +171,30 @@ impl MockerEngine {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| MockerConfigError("must be created inside a Tokio runtime".to_owned()))?;
         let counters = Arc::new(Counters::default());
+        let kv = kv::KvManager::new(
+            config.block_size as usize,
+            config.num_gpu_blocks,
+            config.enable_prefix_caching,
+            config.events.is_some(),
+        );
         let scheduler = Scheduler::new(
             BatchLimits {
                 max_num_seqs: config.max_num_seqs,
                 max_num_batched_tokens: config.max_num_batched_tokens as usize,
             },
-            kv::KvManager::new(config.block_size as usize, config.num_gpu_blocks),
+            kv,
+            config.timing,
             counters.clone(),
+            config.events.clone(),
         );
         let (intake, intake_rx) = mpsc::unbounded_channel();
-        runtime.spawn(scheduler::run(
-            scheduler,
-            intake_rx,
-            config.timing,
-            config.speedup_ratio,
-        ));
+        runtime.spawn(scheduler::run(scheduler, intake_rx, config.speedup_ratio));
+        let hasher = config
+            .enable_prefix_caching
+            .then(|| BlockHasher::new(config.block_size, None));
         Ok(MockerEngine {
             config,
+            hasher,
             intake,
             counters,
         })
@@ -159,9 +214,41 @@ impl MockerEngine {
         self.counters.waiting.load(Ordering::Relaxed)
     }
 
-    /// KV blocks held by running sequences.
+    /// KV blocks held by running sequences (a shared block counts once).
     pub fn kv_used_blocks(&self) -> usize {
         self.counters.kv_used_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Blocks in the prefix cache, held or evictable.
+    pub fn kv_cached_blocks(&self) -> usize {
+        self.counters.kv_cached_blocks.load(Ordering::Relaxed)
+    }
+
+    /// Sequences preempted for recomputation since start.
+    pub fn preemptions(&self) -> usize {
+        self.counters.preemptions.load(Ordering::Relaxed)
+    }
+
+    /// `Stored` events describing everything cached now, parents before children, so a router
+    /// that starts late can rebuild this engine's cache. Every event carries the id of the last
+    /// KV event published before the snapshot (0: none yet): apply the dump, then the live
+    /// events with larger ids. Answered between two scheduler steps.
+    pub async fn dump_cache_state(&self) -> Result<Vec<KvCacheEvent>, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::DumpCacheState(tx))?;
+        rx.await.map_err(|_| scheduler_gone())
+    }
+
+    /// Drops every cached block and publishes `Cleared`, as vLLM's `reset_prefix_cache`. Like
+    /// vLLM it refuses (`Ok(false)`) while running sequences hold blocks.
+    pub async fn reset_prefix_cache(&self) -> Result<bool, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::ResetPrefixCache(tx))?;
+        rx.await.map_err(|_| scheduler_gone())
+    }
+
+    fn command(&self, command: Command) -> Result<(), EngineError> {
+        self.intake.send(command).map_err(|_| scheduler_gone())
     }
 
     /// KV cache capacity in blocks.
@@ -195,6 +282,10 @@ impl MockerEngine {
     }
 }
 
+fn scheduler_gone() -> EngineError {
+    EngineError::Failed("mocker scheduler task is not running".to_owned())
+}
+
 fn single_item(item: Result<EngineOutput, EngineError>) -> EngineStream {
     Box::pin(stream::once(futures::future::ready(item)))
 }
@@ -209,20 +300,24 @@ impl Engine for MockerEngine {
         }
         let (tx, rx) = mpsc::channel(OUTPUT_CHANNEL_CAPACITY);
         let seed = TokenSampler::seed_for(request.sampling.seed, &request.token_ids);
+        // Hashed here, on the caller's task, so many callers hash in parallel.
+        let hashes = self
+            .hasher
+            .map(|h| h.hash_blocks(&request.token_ids))
+            .unwrap_or_default();
         let sequence = Sequence::new(
             request.request_id,
             request.token_ids,
+            hashes,
             request.stop,
             TokenSampler::new(seed, self.config.vocab_size),
             tx,
         );
         // Counted before sending so the scheduler's decrement can never run first.
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
-        if self.intake.send(sequence).is_err() {
+        if self.command(Command::Generate(sequence)).is_err() {
             self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
-            return single_item(Err(EngineError::Failed(
-                "mocker scheduler task is not running".to_owned(),
-            )));
+            return single_item(Err(scheduler_gone()));
         }
         Box::pin(ReceiverStream::new(rx))
     }
@@ -259,8 +354,18 @@ mod tests {
                 vocab_size: 0,
                 ..Default::default()
             },
+            MockerConfig {
+                num_gpu_blocks: usize::MAX,
+                ..Default::default()
+            },
         ];
-        let fields = ["speedup_ratio", "speedup_ratio", "block_size", "vocab_size"];
+        let fields = [
+            "speedup_ratio",
+            "speedup_ratio",
+            "block_size",
+            "vocab_size",
+            "num_gpu_blocks",
+        ];
         for (config, field) in cases.iter().zip(fields) {
             let err = config.validate().unwrap_err().to_string();
             assert!(err.contains(field), "{err}");

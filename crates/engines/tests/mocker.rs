@@ -1,20 +1,28 @@
 //! Mocker engine behaviour through the `Engine` trait. Timing assertions run on Tokio's paused
 //! clock, so they check simulated time, not wall time.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
 use switchyard_engines::mocker::{MockerConfig, MockerEngine, TimingModel};
-use switchyard_engines::{Engine, EngineError, EngineStream};
+use switchyard_engines::{
+    Engine, EngineError, EngineEvent, EngineEventSink, EngineLoad, EngineStream,
+};
+use switchyard_protocol::kv::{KvCacheEvent, KvCacheEventData, SequenceHash};
 use switchyard_protocol::{
     EngineOutput, FinishReason, PreprocessedRequest, SamplingOptions, StopConditions, TokenId,
 };
 use tokio::time::Instant;
 
+/// Attention and context terms off, so step times are easy to add up by hand.
 const TIMING: TimingModel = TimingModel {
     step_base_ms: 10.0,
     prefill_ms_per_token: 0.5,
+    attention_ms_per_pair: 0.0,
     decode_ms_per_seq: 2.0,
+    decode_ms_per_context_token: 0.0,
 };
 
 fn config(speedup_ratio: f64) -> MockerConfig {
@@ -88,6 +96,8 @@ async fn produces_exactly_max_tokens_then_length() {
         .await
         .unwrap();
     assert_eq!(tokens(&again), generated);
+    // The second time its two full prompt blocks were in the prefix cache.
+    assert_eq!(again[0].cached_tokens, Some(32));
     let mut seeded = request("c", 40, 25);
     seeded.sampling = SamplingOptions {
         seed: Some(42),
@@ -329,4 +339,184 @@ async fn info_reports_kind_and_block_size() {
     let info = engine.info();
     assert_eq!(info.kind, "mocker");
     assert_eq!(info.kv_block_size, Some(32));
+}
+
+/// Collects everything an engine publishes.
+#[derive(Default)]
+struct Collect(Mutex<Vec<EngineEvent>>);
+
+impl EngineEventSink for Collect {
+    fn publish(&self, event: EngineEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Collect {
+    fn kv_events(&self) -> Vec<KvCacheEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                EngineEvent::Kv(e) => Some(e.clone()),
+                EngineEvent::Load(_) => None,
+            })
+            .collect()
+    }
+
+    fn last_load(&self) -> Option<EngineLoad> {
+        self.0.lock().unwrap().iter().rev().find_map(|e| match e {
+            EngineEvent::Load(load) => Some(*load),
+            EngineEvent::Kv(_) => None,
+        })
+    }
+}
+
+/// The cached sequence hashes a router rebuilds from `events`, checking ids and parent links.
+fn replay(events: &[KvCacheEvent], first_id: u64) -> HashSet<SequenceHash> {
+    let mut cached = HashSet::new();
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.event_id, first_id + i as u64, "consecutive event ids");
+        match &event.data {
+            KvCacheEventData::Stored { parent, blocks } => {
+                if let Some(p) = parent {
+                    assert!(cached.contains(p), "parent {p} must be cached");
+                }
+                for b in blocks {
+                    assert!(cached.insert(b.sequence_hash), "stored twice");
+                }
+            }
+            KvCacheEventData::Removed { sequence_hashes } => {
+                for h in sequence_hashes {
+                    assert!(cached.remove(h), "removed {h} was not cached");
+                }
+            }
+            KvCacheEventData::Cleared => cached.clear(),
+        }
+    }
+    cached
+}
+
+#[tokio::test(start_paused = true)]
+async fn repeated_prompt_hits_the_prefix_cache_and_finishes_sooner() {
+    let engine = MockerEngine::new(config(1.0)).unwrap();
+    let timed = |id: &'static str| {
+        let stream = engine.generate(request(id, 200, 5));
+        async move {
+            let start = Instant::now();
+            let items = collect(stream).await.unwrap();
+            (items, start.elapsed())
+        }
+    };
+    let (cold, cold_time) = timed("cold").await;
+    let (warm, warm_time) = timed("warm").await;
+    assert_eq!(cold[0].cached_tokens, Some(0));
+    // 200 tokens: 12 full blocks of 16 can be reused (the last token is always recomputed).
+    assert_eq!(warm[0].cached_tokens, Some(192));
+    assert_eq!(tokens(&warm), tokens(&cold));
+    // Prefill of 200 tokens = 10 + 100 ms; of the 8 uncached ones = 10 + 4 ms; 4 decodes each.
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    assert!(ms(cold_time) >= 110.0 + 4.0 * 12.0, "{cold_time:?}");
+    assert!(ms(warm_time) < 14.0 + 4.0 * 12.0 + 6.0, "{warm_time:?}");
+    assert!(engine.kv_cached_blocks() >= 12);
+}
+
+#[tokio::test(start_paused = true)]
+async fn prefix_caching_off_means_no_hits_and_no_kv_events() {
+    let sink = Arc::new(Collect::default());
+    let engine = MockerEngine::new(MockerConfig {
+        enable_prefix_caching: false,
+        events: Some(sink.clone()),
+        ..config(1.0)
+    })
+    .unwrap();
+    for id in ["a", "b"] {
+        let items = collect(engine.generate(request(id, 64, 3))).await.unwrap();
+        assert_eq!(items[0].cached_tokens, Some(0));
+    }
+    assert!(sink.kv_events().is_empty());
+    assert_eq!(engine.kv_cached_blocks(), 0);
+    assert!(settle(|| sink.last_load().is_some_and(|l| l.active_requests == 0)).await);
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_dump_and_load_reports_agree_with_the_engine() {
+    let sink = Arc::new(Collect::default());
+    // A small cache so that eviction happens: 32 blocks of 16 tokens.
+    let engine = MockerEngine::new(MockerConfig {
+        num_gpu_blocks: 32,
+        events: Some(sink.clone()),
+        ..config(4.0)
+    })
+    .unwrap();
+    let before = engine.dump_cache_state().await.unwrap();
+    assert!(before.is_empty());
+    let handles: Vec<_> = (0..24)
+        .map(|i| {
+            // Four families of prompts sharing a 48-token start, of different lengths.
+            let mut req = request(&format!("r{i}"), 48 + 7 * i, 20);
+            req.token_ids[0] = 5000 + (i % 4) as TokenId;
+            tokio::spawn(collect(engine.generate(req)))
+        })
+        .collect();
+    for handle in handles {
+        let items = handle.await.unwrap().unwrap();
+        assert_eq!(tokens(&items).len(), 20);
+    }
+    assert!(settle(|| engine.active_requests() == 0).await);
+
+    let events = sink.kv_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e.data, KvCacheEventData::Removed { .. })),
+        "the small cache must evict"
+    );
+    let cached = replay(&events, 1);
+    assert_eq!(cached.len(), engine.kv_cached_blocks());
+
+    let dump = engine.dump_cache_state().await.unwrap();
+    let last_id = events.last().unwrap().event_id;
+    assert!(dump.iter().all(|e| e.event_id == last_id));
+    let mut from_dump = HashSet::new();
+    for event in &dump {
+        let KvCacheEventData::Stored { parent, blocks } = &event.data else {
+            panic!("dump holds Stored events only");
+        };
+        assert!(parent.is_none_or(|p| from_dump.contains(&p)));
+        from_dump.extend(blocks.iter().map(|b| b.sequence_hash));
+    }
+    assert_eq!(from_dump, cached);
+
+    assert!(settle(|| sink.last_load().is_some_and(|l| l.active_requests == 0)).await);
+    assert_eq!(
+        sink.last_load(),
+        Some(EngineLoad {
+            active_requests: 0,
+            waiting_requests: 0,
+            kv_used_blocks: 0,
+            kv_total_blocks: 32,
+            kv_cached_blocks: cached.len() as u64,
+        })
+    );
+
+    // Reset: one Cleared event, an empty cache.
+    assert!(engine.reset_prefix_cache().await.unwrap());
+    let after = sink.kv_events();
+    assert_eq!(after.len(), events.len() + 1);
+    assert_eq!(after.last().unwrap().data, KvCacheEventData::Cleared);
+    assert!(replay(&after, 1).is_empty());
+    assert_eq!(engine.kv_cached_blocks(), 0);
+    assert!(engine.dump_cache_state().await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_is_refused_while_a_request_holds_blocks() {
+    let engine = MockerEngine::new(config(1.0)).unwrap();
+    let mut stream = engine.generate(request("long", 64, 1000));
+    stream.next().await.unwrap().unwrap();
+    assert!(!engine.reset_prefix_cache().await.unwrap());
+    drop(stream);
+    assert!(settle(|| engine.kv_used_blocks() == 0).await);
+    assert!(engine.reset_prefix_cache().await.unwrap());
 }

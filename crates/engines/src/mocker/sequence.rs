@@ -1,5 +1,7 @@
 //! One request inside the mocker: its progress, its KV blocks, its output channel.
 
+use switchyard_kv_index::hashing::BlockHasher;
+use switchyard_protocol::kv::StoredBlock;
 use switchyard_protocol::{EngineOutput, FinishReason, StopConditions, TokenId};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
@@ -81,9 +83,11 @@ pub(crate) enum Delivery {
 #[derive(Debug)]
 pub(crate) struct Sequence {
     pub request_id: String,
-    /// Kept whole (not just its length) for the prefix-caching block manager, which hashes
-    /// prompt blocks.
-    pub prompt: Vec<TokenId>,
+    /// Prompt then generated tokens: the prefix cache hashes every full block of them.
+    pub tokens: Vec<TokenId>,
+    /// Hashes of the first full blocks of `tokens`, extended as blocks fill (empty without
+    /// prefix caching).
+    pub hashes: Vec<StoredBlock>,
     pub generated: usize,
     pub computed: usize,
     /// Tokens to compute in the step being built.
@@ -100,16 +104,19 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
+    /// `hashes` are the prompt's full-block hashes if the engine caches prefixes.
     pub fn new(
         request_id: String,
         prompt: Vec<TokenId>,
+        hashes: Vec<StoredBlock>,
         stop: StopConditions,
         sampler: TokenSampler,
         tx: OutputSender,
     ) -> Self {
         Sequence {
             request_id,
-            prompt,
+            tokens: prompt,
+            hashes,
             generated: 0,
             computed: 0,
             scheduled: 0,
@@ -125,7 +132,23 @@ impl Sequence {
 
     /// Tokens the sequence knows: prompt plus generated.
     pub fn total_tokens(&self) -> usize {
-        self.prompt.len() + self.generated
+        self.tokens.len()
+    }
+
+    /// Extends `hashes` over the first `blocks` full blocks of the known tokens (fewer if fewer
+    /// are full). Hashes only blocks not hashed yet.
+    pub fn extend_hashes(&mut self, hasher: &BlockHasher, blocks: usize) {
+        let block_size = hasher.block_size() as usize;
+        let blocks = blocks.min(self.tokens.len() / block_size);
+        while self.hashes.len() < blocks {
+            let start = self.hashes.len() * block_size;
+            let content_hash = hasher.content_hash(&self.tokens[start..start + block_size]);
+            let parent = self.hashes.last().map(|b| b.sequence_hash);
+            self.hashes.push(StoredBlock {
+                sequence_hash: hasher.sequence_hash(parent, content_hash),
+                content_hash,
+            });
+        }
     }
 
     /// Tokens still to compute before the next token can be sampled.
@@ -170,6 +193,7 @@ impl Sequence {
     fn sample(&mut self) {
         let token = self.sampler.next_token(&self.stop.eos_token_ids);
         self.generated += 1;
+        self.tokens.push(token);
         self.pending.token_ids.push(token);
         let generated = u32::try_from(self.generated).unwrap_or(u32::MAX);
         if self.stop.is_stop_token(token, generated) {
@@ -233,7 +257,10 @@ mod tests {
         let (tx, rx) = mpsc::channel(2);
         let prompt: Vec<TokenId> = (0..prompt_len as TokenId).collect();
         let sampler = TokenSampler::new(TokenSampler::seed_for(None, &prompt), 1000);
-        (Sequence::new("r".into(), prompt, stop, sampler, tx), rx)
+        (
+            Sequence::new("r".into(), prompt, Vec::new(), stop, sampler, tx),
+            rx,
+        )
     }
 
     #[test]
