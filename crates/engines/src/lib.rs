@@ -5,9 +5,9 @@
 //! - [`echo::EchoEngine`] (configured by [`echo::EchoConfig`]): replays the prompt's tokens, one
 //!   per step (conformance tests). Its stream does all work in `poll_next`: no task, no channel.
 //! - [`mocker::MockerEngine`] (configured by [`mocker::MockerConfig`]): a simulated GPU engine.
-//!   One scheduler task per engine batches requests, models KV usage and step time
-//!   ([`mocker::TimingModel`]), and feeds each request's bounded channel.
-//!
+//!   One scheduler task per engine batches requests, runs a paged KV cache with prefix caching
+//!   ([`mocker::kv::KvManager`]), times each step ([`mocker::TimingModel`]), and feeds each
+//!   request's bounded channel.
 //! - [`EngineEventSink`]: where an engine with a KV cache publishes [`EngineEvent`]s: KV cache
 //!   events ([`KvCacheEvent`], vLLM's semantics with Switchyard's block hashes) and load reports
 //!   ([`EngineLoad`]). The mocker takes one in [`mocker::MockerConfig::events`].
