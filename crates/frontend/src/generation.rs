@@ -112,9 +112,14 @@ impl Generation {
                 let now = Instant::now();
                 let metrics = self.pipeline.metrics();
                 match self.last_token_at {
-                    None => metrics
-                        .ttft
-                        .observe(now.duration_since(self.arrived).as_secs_f64()),
+                    None => {
+                        metrics
+                            .ttft
+                            .observe(now.duration_since(self.arrived).as_secs_f64());
+                        if let Some(guard) = self.guard.as_mut() {
+                            guard.prefill_done();
+                        }
+                    }
                     Some(prev) => {
                         let gap =
                             now.duration_since(prev).as_secs_f64() / output.token_ids.len() as f64;

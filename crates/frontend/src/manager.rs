@@ -8,9 +8,11 @@ use parking_lot::RwLock;
 use switchyard_postprocess::IncrementalDetokenizer;
 use switchyard_preprocess::{ModelCard, PreprocessError};
 use switchyard_protocol::ApiError;
-use switchyard_router::RouterMode;
+use switchyard_router::RouterConfig;
+use switchyard_runtime::event_plane::{WorkerEvent, WorkerEventKind};
 use switchyard_runtime::request_plane::RequestPlane;
 use switchyard_runtime::{InstanceSnapshot, WorkerInstance};
+use tokio::sync::broadcast;
 use tokio::sync::watch;
 
 use crate::cpu_pool::CpuPool;
@@ -27,7 +29,7 @@ pub fn load_model_card(path: &Path) -> Result<ModelCard, PreprocessError> {
 
 pub struct ModelManager {
     models: RwLock<HashMap<String, Arc<ModelPipeline>>>,
-    router_mode: RouterMode,
+    router_config: RouterConfig,
     request_plane: Arc<dyn RequestPlane>,
     cpu: CpuPool,
     metrics: Arc<Metrics>,
@@ -35,14 +37,14 @@ pub struct ModelManager {
 
 impl ModelManager {
     pub fn new(
-        router_mode: RouterMode,
+        router_config: RouterConfig,
         request_plane: Arc<dyn RequestPlane>,
         cpu: CpuPool,
         metrics: Arc<Metrics>,
     ) -> Self {
         ModelManager {
             models: RwLock::new(HashMap::new()),
-            router_mode,
+            router_config,
             request_plane,
             cpu,
             metrics,
@@ -62,7 +64,7 @@ impl ModelManager {
         let pipeline = Arc::new(ModelPipeline::new(
             name.to_string(),
             card,
-            self.router_mode,
+            self.router_config.clone(),
             self.request_plane.clone(),
             self.cpu.clone(),
             self.metrics.for_model(name),
@@ -149,6 +151,34 @@ impl ModelManager {
                     workers = instances.len(),
                     "workers changed"
                 );
+            }
+        }
+    }
+
+    /// Applies worker events (KV cache events, load reports) to the routers until the event
+    /// plane closes. A lagging receiver loses events; the index counts the gap and load reports
+    /// self-correct with the next one.
+    pub async fn follow_events(self: Arc<Self>, mut rx: broadcast::Receiver<WorkerEvent>) {
+        loop {
+            match rx.recv().await {
+                Ok(event) => self.apply_event(&event),
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(lost = n, "event plane receiver lagged; events lost");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Applies one worker event to the router of the worker's model.
+    pub fn apply_event(&self, event: &WorkerEvent) {
+        for pipeline in self.models.read().values() {
+            match &event.kind {
+                WorkerEventKind::Kv(kv) => pipeline.router().apply_kv_event(event.worker, kv),
+                WorkerEventKind::Load(load) => pipeline
+                    .router()
+                    .apply_load_report(event.worker, load.kv_used_blocks),
+                _ => {}
             }
         }
     }

@@ -11,7 +11,7 @@ use switchyard_protocol::openai::{
 use switchyard_protocol::{
     ApiError, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
 };
-use switchyard_router::{Router, RouterError, RouterMode};
+use switchyard_router::{Router, RouterConfig, RouterError};
 use switchyard_runtime::request_plane::RequestPlane;
 
 use crate::cpu_pool::CpuPool;
@@ -35,7 +35,7 @@ impl ModelPipeline {
     pub fn new(
         name: String,
         card: Arc<ModelCard>,
-        router_mode: RouterMode,
+        router_config: RouterConfig,
         request_plane: Arc<dyn RequestPlane>,
         cpu: CpuPool,
         metrics: ModelMetrics,
@@ -55,7 +55,7 @@ impl ModelPipeline {
             })?
             .map(Arc::new);
         Ok(ModelPipeline {
-            router: Router::new(name.clone(), router_mode),
+            router: Router::new(name.clone(), router_config),
             name,
             card,
             template,

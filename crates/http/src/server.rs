@@ -1,5 +1,6 @@
 //! Shared state, routes, listener and graceful drain.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +13,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use switchyard_frontend::{Metrics, ModelManager};
+use switchyard_frontend::{Metrics, ModelManager, ModelPipeline};
 use switchyard_protocol::{ApiError, ErrorKind};
+use switchyard_router::WorkerLoadSnapshot;
 use tokio::sync::Notify;
 
 use crate::error::HttpError;
@@ -167,53 +169,99 @@ async fn live(State(service): State<Arc<HttpService>>) -> Response {
     }
 }
 
+/// Name, Prometheus type, help, and how to read it off a worker's load.
+type WorkerMetric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&WorkerLoadSnapshot) -> u64,
+);
+/// Name, help, and how to read it off a model (gauges).
+type ModelMetric = (&'static str, &'static str, fn(&ModelPipeline) -> usize);
+
 async fn metrics(State(service): State<Arc<HttpService>>) -> Response {
     let mut out = String::with_capacity(8192);
     service.metrics.encode(&mut out);
-    // Router load is read live from the routers rather than mirrored into gauges, so it can
+    // Router state is read live from the routers rather than mirrored into gauges, so it can
     // never drift from what the router actually uses.
-    out.push_str("# HELP switchyard_worker_active_requests Requests the router has in flight on each worker.\n# TYPE switchyard_worker_active_requests gauge\n");
     let models = service.manager.all_models();
-    for model in &models {
-        for load in model.router().loads() {
-            out.push_str(&format!(
-                "switchyard_worker_active_requests{{model=\"{}\",worker=\"{}\"}} {}\n",
-                model.name(),
-                load.worker,
-                load.active_requests
-            ));
+    let per_worker: [WorkerMetric; 7] = [
+        (
+            "switchyard_worker_active_requests",
+            "gauge",
+            "Requests the router has in flight on each worker.",
+            |l| l.active_requests,
+        ),
+        (
+            "switchyard_worker_active_prompt_tokens",
+            "gauge",
+            "Prompt tokens of the requests in flight on each worker.",
+            |l| l.active_prompt_tokens,
+        ),
+        (
+            "switchyard_worker_pending_prefill_tokens",
+            "gauge",
+            "Prompt tokens routed to each worker whose prefill has not finished.",
+            |l| l.pending_prefill_tokens,
+        ),
+        (
+            "switchyard_worker_active_blocks",
+            "gauge",
+            "KV blocks of the requests in flight on each worker, as the router accounts them.",
+            |l| l.active_blocks,
+        ),
+        (
+            "switchyard_router_decisions_total",
+            "counter",
+            "Routing decisions per worker.",
+            |l| l.decisions,
+        ),
+        (
+            "switchyard_router_routed_blocks_total",
+            "counter",
+            "Prompt blocks routed to each worker.",
+            |l| l.routed_blocks,
+        ),
+        (
+            "switchyard_router_overlap_blocks_total",
+            "counter",
+            "Routed prompt blocks the router believed the chosen worker already cached (hit ratio = overlap / routed).",
+            |l| l.overlap_blocks,
+        ),
+    ];
+    let loads: Vec<_> = models.iter().map(|m| (m, m.router().loads())).collect();
+    for (name, kind, help, value) in per_worker {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (model, loads) in &loads {
+            for load in loads {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{}\",worker=\"{}\",mode=\"{}\"}} {}",
+                    model.name(),
+                    load.worker,
+                    model.router().mode().as_str(),
+                    value(load)
+                );
+            }
         }
     }
-    out.push_str("# HELP switchyard_worker_active_prompt_tokens Prompt tokens of the requests in flight on each worker.\n# TYPE switchyard_worker_active_prompt_tokens gauge\n");
-    for model in &models {
-        for load in model.router().loads() {
-            out.push_str(&format!(
-                "switchyard_worker_active_prompt_tokens{{model=\"{}\",worker=\"{}\"}} {}\n",
-                model.name(),
-                load.worker,
-                load.active_prompt_tokens
-            ));
+    let per_model: [ModelMetric; 2] = [
+        (
+            "switchyard_model_workers",
+            "Workers serving each model.",
+            |m| m.router().worker_count(),
+        ),
+        (
+            "switchyard_router_index_blocks",
+            "Blocks in the router's KV index.",
+            |m| m.router().index_blocks(),
+        ),
+    ];
+    for (name, help, value) in per_model {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for model in &models {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", model.name(), value(model));
         }
-    }
-    out.push_str("# HELP switchyard_router_decisions_total Routing decisions per worker.\n# TYPE switchyard_router_decisions_total counter\n");
-    for model in &models {
-        for load in model.router().loads() {
-            out.push_str(&format!(
-                "switchyard_router_decisions_total{{model=\"{}\",worker=\"{}\",mode=\"{}\"}} {}\n",
-                model.name(),
-                load.worker,
-                model.router().mode().as_str(),
-                load.decisions
-            ));
-        }
-    }
-    out.push_str("# HELP switchyard_model_workers Workers serving each model.\n# TYPE switchyard_model_workers gauge\n");
-    for model in &models {
-        out.push_str(&format!(
-            "switchyard_model_workers{{model=\"{}\"}} {}\n",
-            model.name(),
-            model.router().worker_count()
-        ));
     }
     (
         [(

@@ -12,7 +12,7 @@ use switchyard_engines::{Engine, EngineError, EngineInfo, EngineStream};
 use switchyard_frontend::{CpuPool, Metrics, ModelManager, load_model_card};
 use switchyard_http::{HttpConfig, HttpService};
 use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
-use switchyard_router::RouterMode;
+use switchyard_router::{RouterConfig, RouterMode};
 use switchyard_runtime::request_plane::InProcessRequestPlane;
 use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +62,7 @@ async fn start() -> u16 {
     let plane = InProcessRequestPlane::new();
     plane.insert(WorkerId(1), Arc::new(ScriptedEngine));
     let manager = Arc::new(ModelManager::new(
-        RouterMode::RoundRobin,
+        RouterConfig::new(RouterMode::RoundRobin),
         Arc::new(plane),
         CpuPool::new(1),
         Arc::new(Metrics::new()),

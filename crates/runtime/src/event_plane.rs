@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use switchyard_engines::{EngineEvent, EngineEventSink};
+use switchyard_protocol::kv::KvCacheEvent;
+
 use crate::WorkerId;
 
 /// A worker's current load, as it measures it.
@@ -18,6 +21,7 @@ pub struct LoadReport {
 #[non_exhaustive]
 pub enum WorkerEventKind {
     Load(LoadReport),
+    Kv(KvCacheEvent),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,6 +35,30 @@ pub struct WorkerEvent {
 pub trait EventPlane: Send + Sync + 'static {
     fn publish(&self, event: WorkerEvent);
     fn subscribe(&self) -> broadcast::Receiver<WorkerEvent>;
+}
+
+/// Publishes one engine's events as a worker's events on an event plane.
+pub struct EngineEventPublisher<P: EventPlane> {
+    pub plane: P,
+    pub worker: WorkerId,
+}
+
+impl<P: EventPlane> EngineEventSink for EngineEventPublisher<P> {
+    fn publish(&self, event: EngineEvent) {
+        let kind = match event {
+            EngineEvent::Kv(kv) => WorkerEventKind::Kv(kv),
+            EngineEvent::Load(load) => WorkerEventKind::Load(LoadReport {
+                active_requests: load.active_requests,
+                waiting_requests: load.waiting_requests,
+                kv_used_blocks: load.kv_used_blocks,
+                kv_total_blocks: load.kv_total_blocks,
+            }),
+        };
+        self.plane.publish(WorkerEvent {
+            worker: self.worker,
+            kind,
+        });
+    }
 }
 
 /// A bounded in-process broadcast channel.

@@ -42,6 +42,12 @@ pub enum EngineKind {
 pub enum RouterModeArg {
     RoundRobin,
     Random,
+    /// Two workers at random, the less loaded one.
+    PowerOfTwo,
+    /// The worker with the fewest requests in flight.
+    LeastLoaded,
+    /// KV-cache-aware: prefix overlap against load.
+    Kv,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -71,6 +77,44 @@ pub struct ServeArgs {
     )]
     pub router_mode: RouterModeArg,
 
+    /// KV block size routing hashes prompts with (default: the workers' own; they must agree).
+    #[arg(long, env = "SWITCHYARD_KV_CACHE_BLOCK_SIZE",
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub kv_cache_block_size: Option<u32>,
+
+    /// Weight of the prefill a worker would have to do (what its cache saves) against its decode
+    /// load, in --router-mode kv.
+    #[arg(
+        long,
+        env = "SWITCHYARD_KV_OVERLAP_SCORE_WEIGHT",
+        default_value_t = 1.0
+    )]
+    pub kv_overlap_score_weight: f64,
+
+    /// 0: always the cheapest worker; above 0: sample workers by softmax of their cost.
+    #[arg(long, env = "SWITCHYARD_ROUTER_TEMPERATURE", default_value_t = 0.0)]
+    pub router_temperature: f64,
+
+    /// Approximate mode: predict worker caches from the router's own decisions, not KV events.
+    #[arg(long, env = "SWITCHYARD_NO_KV_EVENTS")]
+    pub no_kv_events: bool,
+
+    /// Approximate mode: seconds a routed prefix is assumed to stay cached.
+    #[arg(long, env = "SWITCHYARD_ROUTER_TTL", default_value_t = 120.0)]
+    pub router_ttl: f64,
+
+    /// Approximate mode: blocks the prediction may hold before it is pruned.
+    #[arg(long, env = "SWITCHYARD_ROUTER_MAX_TREE_SIZE", default_value_t = 1 << 20)]
+    pub router_max_tree_size: usize,
+
+    /// Approximate mode: pruning shrinks the prediction to this fraction of the maximum.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ROUTER_PRUNE_TARGET_RATIO",
+        default_value_t = 0.8
+    )]
+    pub router_prune_target_ratio: f64,
+
     /// Scope of discovery and events.
     #[arg(long, env = "SWITCHYARD_NAMESPACE", default_value = "switchyard")]
     pub namespace: String,
@@ -97,6 +141,31 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_SPEEDUP_RATIO", default_value_t = 1.0)]
     pub speedup_ratio: f64,
 
+    /// Mocker: tokens per KV cache block.
+    #[arg(long, env = "SWITCHYARD_BLOCK_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub block_size: u32,
+
+    /// Mocker: KV cache blocks per worker.
+    #[arg(long, env = "SWITCHYARD_NUM_GPU_BLOCKS", default_value_t = 16384)]
+    pub num_gpu_blocks: usize,
+
+    /// Mocker: sequences running at once per worker.
+    #[arg(long, env = "SWITCHYARD_MAX_NUM_SEQS", default_value_t = 256)]
+    pub max_num_seqs: usize,
+
+    /// Mocker: tokens per scheduler step (prefill chunks + decodes).
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_NUM_BATCHED_TOKENS",
+        default_value_t = 8192
+    )]
+    pub max_num_batched_tokens: u32,
+
+    /// Mocker: turn off prefix caching (no cache hits, no KV events).
+    #[arg(long, env = "SWITCHYARD_NO_ENABLE_PREFIX_CACHING")]
+    pub no_enable_prefix_caching: bool,
+
     /// Hugging Face style model folder (tokenizer.json, tokenizer_config.json, ...).
     #[arg(long, env = "SWITCHYARD_MODEL_PATH", default_value = "models/qwen3")]
     pub model_path: PathBuf,
@@ -117,6 +186,36 @@ impl ServeArgs {
                 return Err("--tls-key-path was given without --tls-cert-path: HTTPS needs both (or neither, for plain HTTP)".into());
             }
             _ => {}
+        }
+        if self.no_kv_events && self.router_mode != RouterModeArg::Kv {
+            return Err("--no-kv-events only applies to --router-mode kv: add --router-mode kv or drop --no-kv-events".into());
+        }
+        if !self.kv_overlap_score_weight.is_finite() || self.kv_overlap_score_weight < 0.0 {
+            return Err(format!(
+                "--kv-overlap-score-weight must be a finite number >= 0, got {}",
+                self.kv_overlap_score_weight
+            ));
+        }
+        if !self.router_temperature.is_finite() || self.router_temperature < 0.0 {
+            return Err(format!(
+                "--router-temperature must be a finite number >= 0, got {}",
+                self.router_temperature
+            ));
+        }
+        if !self.router_ttl.is_finite() || self.router_ttl <= 0.0 {
+            return Err(format!(
+                "--router-ttl must be a positive number of seconds, got {}",
+                self.router_ttl
+            ));
+        }
+        if self.router_max_tree_size == 0 {
+            return Err("--router-max-tree-size must be at least 1".into());
+        }
+        if !(self.router_prune_target_ratio > 0.0 && self.router_prune_target_ratio <= 1.0) {
+            return Err(format!(
+                "--router-prune-target-ratio must be in (0, 1], got {}",
+                self.router_prune_target_ratio
+            ));
         }
         if !self.speedup_ratio.is_finite() || self.speedup_ratio < 0.0 {
             return Err(format!(
@@ -182,5 +281,14 @@ mod tests {
         assert!(parse(&["--speedup-ratio", "-2"]).is_err());
         assert!(parse(&["--router-mode", "telepathy"]).is_err());
         assert!(parse(&["--http-port", "70000"]).is_err());
+        assert!(
+            parse(&["--no-kv-events"])
+                .unwrap_err()
+                .contains("--router-mode kv")
+        );
+        assert!(parse(&["--router-mode", "kv", "--no-kv-events"]).is_ok());
+        assert!(parse(&["--router-prune-target-ratio", "1.5"]).is_err());
+        assert!(parse(&["--router-temperature", "-1"]).is_err());
+        assert!(parse(&["--kv-cache-block-size", "0"]).is_err());
     }
 }

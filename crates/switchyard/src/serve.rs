@@ -9,8 +9,11 @@ use switchyard_engines::echo::{EchoConfig, EchoEngine};
 use switchyard_engines::mocker::{MockerConfig, MockerEngine};
 use switchyard_frontend::{CpuPool, Metrics, ModelManager, load_model_card};
 use switchyard_http::{HttpConfig, HttpService, TlsConfig};
-use switchyard_router::RouterMode;
+use switchyard_kv_index::ApproxConfig;
+use switchyard_router::kv::KvSelectorConfig;
+use switchyard_router::{RouterConfig, RouterMode};
 use switchyard_runtime::discovery::{Discovery, MemDiscovery};
+use switchyard_runtime::event_plane::{EngineEventPublisher, EventPlane, InProcessEventPlane};
 use switchyard_runtime::request_plane::InProcessRequestPlane;
 use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
 
@@ -46,13 +49,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let router_mode = match args.router_mode {
         RouterModeArg::RoundRobin => RouterMode::RoundRobin,
         RouterModeArg::Random => RouterMode::Random,
+        RouterModeArg::PowerOfTwo => RouterMode::PowerOfTwo,
+        RouterModeArg::LeastLoaded => RouterMode::LeastLoaded,
+        RouterModeArg::Kv => RouterMode::Kv,
+    };
+    let router_config = RouterConfig {
+        mode: router_mode,
+        block_size: args.kv_cache_block_size,
+        selector: KvSelectorConfig {
+            overlap_score_weight: args.kv_overlap_score_weight,
+            temperature: args.router_temperature,
+        },
+        approximate: args.no_kv_events.then(|| ApproxConfig {
+            ttl: Duration::from_secs_f64(args.router_ttl),
+            max_tree_size: args.router_max_tree_size,
+            prune_target_ratio: args.router_prune_target_ratio,
+        }),
     };
 
     let metrics = Arc::new(Metrics::new());
     let request_plane = InProcessRequestPlane::new();
     let discovery = MemDiscovery::new();
+    let event_plane = InProcessEventPlane::new(4096);
+    // Subscribed before any engine exists, so no event is published unseen.
+    let worker_events = event_plane.subscribe();
     let manager = Arc::new(ModelManager::new(
-        router_mode,
+        router_config,
         Arc::new(request_plane.clone()),
         CpuPool::per_core(),
         metrics,
@@ -70,6 +92,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             EngineKind::Mocker => Arc::new(MockerEngine::new(MockerConfig {
                 speedup_ratio: args.speedup_ratio,
                 vocab_size,
+                block_size: args.block_size,
+                num_gpu_blocks: args.num_gpu_blocks,
+                max_num_seqs: args.max_num_seqs,
+                max_num_batched_tokens: args.max_num_batched_tokens,
+                enable_prefix_caching: !args.no_enable_prefix_caching,
+                events: Some(Arc::new(EngineEventPublisher {
+                    plane: event_plane.clone(),
+                    worker: WorkerId(u64::from(index) + 1),
+                })),
                 ..MockerConfig::default()
             })?),
         };
@@ -90,6 +121,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let initial = watch.borrow().clone();
     manager.apply_snapshot(&initial).await;
     tokio::spawn(manager.clone().follow(watch));
+    tokio::spawn(manager.clone().follow_events(worker_events));
     tracing::info!(
         model = %model_name,
         engine = ?args.engine,

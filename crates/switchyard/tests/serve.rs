@@ -224,3 +224,67 @@ fn chat_content_parts_and_continue_final_message_render_like_transformers() {
         "the prompt must end inside the final message: {continued:?}"
     );
 }
+
+#[test]
+fn kv_routing_sends_a_repeated_prefix_to_the_worker_that_cached_it() {
+    let server = Server::start(
+        &[
+            "--engine",
+            "mocker",
+            "--speedup-ratio",
+            "0",
+            "--workers",
+            "3",
+            "--router-mode",
+            "kv",
+            "--block-size",
+            "16",
+        ],
+        &[],
+    );
+    let shared = "the quick brown fox jumps over the lazy dog ".repeat(40);
+    let mut cached = Vec::new();
+    for i in 0..4 {
+        let req = json!({"model": "echo-model", "prompt": format!("{shared} question {i}"), "max_tokens": 4});
+        let (status, body) = http_request(server.port, "POST", "/v1/completions", Some(&req));
+        assert_eq!(status, 200, "{body}");
+        let resp: Value = serde_json::from_str(&body).unwrap();
+        cached.push(
+            resp["usage"]["prompt_tokens_details"]["cached_tokens"]
+                .as_u64()
+                .unwrap_or(0),
+        );
+        // KV events reach the router asynchronously; wait until the first prompt's blocks are
+        // indexed so the test checks routing, not a race.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while metric_values(server.port, "switchyard_router_index_blocks")
+            .iter()
+            .sum::<f64>()
+            < 20.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "KV events never reached the router"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert_eq!(
+        cached[0], 0,
+        "first request finds nothing cached: {cached:?}"
+    );
+    assert!(
+        cached[1..].iter().all(|&c| c >= 320),
+        "later requests reuse the shared prefix on the worker that holds it: {cached:?}"
+    );
+    let decisions = metric_values(server.port, "switchyard_router_decisions_total");
+    assert_eq!(
+        decisions.iter().filter(|&&d| d > 0.0).count(),
+        1,
+        "all four went to one worker: {decisions:?}"
+    );
+    let overlap: f64 = metric_values(server.port, "switchyard_router_overlap_blocks_total")
+        .iter()
+        .sum();
+    assert!(overlap >= 60.0, "router saw the overlap: {overlap}");
+}
