@@ -94,13 +94,11 @@ impl ApproxIndex {
         let slot = self.table.register(worker);
         // Deepest first: among entries recorded at the same time, a tail is older than its
         // prefix, so pruning takes tails first.
+        self.table.store(slot, None, blocks, |h| *h);
         for &hash in blocks.iter().rev() {
             match self.touched.insert((slot, hash), now) {
                 Some(_) => self.stats.refreshed += 1,
-                None => {
-                    self.table.insert(hash, slot);
-                    self.stats.recorded += 1;
-                }
+                None => self.stats.recorded += 1,
             }
             self.queue.push_back((now, slot, hash));
         }
@@ -220,7 +218,7 @@ impl ApproxIndex {
             return false;
         }
         self.touched.remove(&(slot, hash));
-        self.table.remove(hash, slot);
+        self.table.remove(slot, &[hash]);
         true
     }
 

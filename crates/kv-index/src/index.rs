@@ -149,30 +149,19 @@ impl KvIndex {
                     unknown_parent = true;
                     self.stats.unknown_parents += 1;
                 }
-                let mut added = 0usize;
-                for block in blocks {
-                    if self.table.insert(block.sequence_hash, slot) {
-                        added += 1;
-                    } else {
-                        duplicate_blocks += 1;
-                    }
-                }
+                let (added, duplicates) =
+                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
+                duplicate_blocks = duplicates as u32;
                 self.state[slot as usize].blocks += added;
                 self.stats.blocks_stored += added as u64;
-                self.stats.duplicate_blocks += u64::from(duplicate_blocks);
+                self.stats.duplicate_blocks += duplicates as u64;
             }
             KvCacheEventData::Removed { sequence_hashes } => {
-                let mut removed = 0usize;
-                for &hash in sequence_hashes {
-                    if self.table.remove(hash, slot) {
-                        removed += 1;
-                    } else {
-                        unknown_blocks += 1;
-                    }
-                }
+                let (removed, unknown) = self.table.remove(slot, sequence_hashes);
+                unknown_blocks = unknown as u32;
                 self.state[slot as usize].blocks -= removed;
                 self.stats.blocks_removed += removed as u64;
-                self.stats.unknown_removals += u64::from(unknown_blocks);
+                self.stats.unknown_removals += unknown as u64;
                 self.table.maybe_shrink();
             }
             KvCacheEventData::Cleared => {
@@ -260,6 +249,27 @@ impl KvIndex {
 
     pub fn worker_count(&self) -> usize {
         self.table.worker_count()
+    }
+
+    /// Panics if the internal structure is inconsistent (every block of a run carries the
+    /// run's holders, the map and the runs agree, per-worker counts add up). For tests; O(size).
+    #[doc(hidden)]
+    pub fn assert_consistent(&self) {
+        self.table.check();
+        for worker in self.table.workers() {
+            let slot = self.table.slot(worker).unwrap_or(u32::MAX);
+            assert_eq!(
+                self.state[slot as usize].blocks,
+                self.table.blocks_of(slot),
+                "worker {worker}"
+            );
+        }
+    }
+
+    /// Runs (compressed stretches of blocks with equal holders) in the index; a lookup costs
+    /// one hash probe per run it crosses.
+    pub fn run_count(&self) -> usize {
+        self.table.run_count()
     }
 
     /// Estimated heap bytes held by the index.

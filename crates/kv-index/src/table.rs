@@ -2,12 +2,14 @@
 //! which blocks, and the leading-prefix match over it.
 //!
 //! A sequence hash identifies a block *and* its whole prefix, so the radix tree needs no
-//! explicit edges: a flat hash map from sequence hash to the set of holders is the tree, and a
-//! lookup is one probe per request block, stopping at the first block no worker holds.
+//! explicit edges: a flat hash map from sequence hash to its holders is the tree. To keep
+//! lookups short on long prompts the map points into *runs* (compressed edges): consecutive
+//! blocks with the same holders, stored contiguously. A lookup probes the map once per run and
+//! compares the following request hashes against the run's array, stopping at the first block
+//! no remaining candidate holds.
 //!
-//! Workers get dense slots (lowest free first). Slots 0..64 live inline in the map value as a
-//! `u64` bitset, so with up to 64 workers a lookup touches one map bucket per block and does
-//! one AND. Slots from 64 up live in a second map consulted only while such slots exist.
+//! Workers get dense slots (lowest free first) and holder sets are bitsets over slots, one
+//! inline word for up to 64 workers.
 
 use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
@@ -93,19 +95,99 @@ impl OverlapScores {
     }
 }
 
+/// Where a block sits: its run and its offset in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Loc {
+    run: u32,
+    off: u32,
+}
+
+/// Holder slots as a bitset: word `k` bit `b` ⇔ slot `64k + b`. Inline for up to 64 slots.
+type Holders = SmallVec<[u64; 1]>;
+
+fn holds(h: &Holders, slot: u32) -> bool {
+    h.get((slot / 64) as usize)
+        .is_some_and(|w| w & (1 << (slot % 64)) != 0)
+}
+
+fn set_holder(h: &mut Holders, slot: u32) {
+    let word = (slot / 64) as usize;
+    if h.len() <= word {
+        h.resize(word + 1, 0);
+    }
+    h[word] |= 1 << (slot % 64);
+}
+
+fn clear_holder(h: &mut Holders, slot: u32) {
+    if let Some(w) = h.get_mut((slot / 64) as usize) {
+        *w &= !(1 << (slot % 64));
+    }
+}
+
+fn no_holders(h: &Holders) -> bool {
+    h.iter().all(|&w| w == 0)
+}
+
+fn same_holders(a: &Holders, b: &Holders) -> bool {
+    let n = a.len().max(b.len());
+    (0..n).all(|i| a.get(i).copied().unwrap_or(0) == b.get(i).copied().unwrap_or(0))
+}
+
+fn only_holder(h: &Holders, slot: u32) -> bool {
+    let word = (slot / 64) as usize;
+    let bit = 1u64 << (slot % 64);
+    h.iter()
+        .enumerate()
+        .all(|(i, &w)| if i == word { w == bit } else { w == 0 })
+        && h.len() > word
+}
+
+/// Consecutive blocks (as they appeared in a stored sequence) that all have the same holders.
+#[derive(Default)]
+struct Run {
+    blocks: Vec<SequenceHash>,
+    holders: Holders,
+}
+
+fn alloc_run(
+    runs: &mut Vec<Run>,
+    free_runs: &mut Vec<u32>,
+    blocks: Vec<SequenceHash>,
+    holders: Holders,
+) -> u32 {
+    let run = Run { blocks, holders };
+    match free_runs.pop() {
+        Some(id) => {
+            runs[id as usize] = run;
+            id
+        }
+        None => {
+            runs.push(run);
+            (runs.len() - 1) as u32
+        }
+    }
+}
+
 /// Blocks → holder slots, plus the worker ↔ slot registry.
+///
+/// Blocks are grouped in runs: consecutive blocks of a sequence with identical holders. The
+/// map gives any block's run and offset, so a lookup probes the map once per run and then
+/// compares the request's following hashes with the run's array (equal sequence hash ⇔ same
+/// block, so a matching hash has the run's holders). The only invariant is that every block of
+/// a run has the run's holders; grouping blocks that are not chained would cost speed, never
+/// correctness. Events split runs where holders change and merge a run into its predecessor
+/// when a store makes their holders equal again.
 #[derive(Default)]
 pub(crate) struct BlockTable {
-    /// Entry present ⇔ some worker holds the block. Bit `s` ⇔ slot `s < 64` holds it.
-    low: IntMap<SequenceHash, u64>,
-    /// Word `k` bit `b` ⇔ slot `64 * (k + 1) + b` holds the block. Entry present ⇔ some slot
-    /// ≥ 64 holds it.
-    high: IntMap<SequenceHash, SmallVec<[u64; 2]>>,
+    map: IntMap<SequenceHash, Loc>,
+    runs: Vec<Run>,
+    free_runs: Vec<u32>,
     slot_of: IntMap<WorkerKey, u32>,
     /// Worker key per slot (stale for free slots).
     keys: Vec<WorkerKey>,
     free: BinaryHeap<std::cmp::Reverse<u32>>,
-    /// Registered slots ≥ 64; while 0 the `high` map is empty and never probed.
+    /// Registered slots ≥ 64; while 0 every holder set is one word and lookups take the
+    /// single-word path.
     high_slots: usize,
 }
 
@@ -157,111 +239,158 @@ impl BlockTable {
 
     /// Distinct blocks held by anyone.
     pub(crate) fn len(&self) -> usize {
-        self.low.len()
+        self.map.len()
     }
 
     pub(crate) fn contains(&self, hash: SequenceHash, slot: u32) -> bool {
-        if slot < 64 {
-            self.low.get(&hash).is_some_and(|b| b & (1 << slot) != 0)
-        } else {
-            let (word, bit) = high_position(slot);
-            self.high
-                .get(&hash)
-                .and_then(|w| w.get(word))
-                .is_some_and(|w| w & bit != 0)
-        }
+        self.map
+            .get(&hash)
+            .is_some_and(|loc| holds(&self.runs[loc.run as usize].holders, slot))
     }
 
-    /// Marks `slot` as holding `hash`; false when it already did.
-    pub(crate) fn insert(&mut self, hash: SequenceHash, slot: u32) -> bool {
-        if slot < 64 {
-            let bits = self.low.entry(hash).or_insert(0);
-            let was = *bits & (1 << slot) != 0;
-            *bits |= 1 << slot;
-            return !was;
-        }
-        self.low.entry(hash).or_insert(0);
-        let (word, bit) = high_position(slot);
-        let words = self.high.entry(hash).or_default();
-        if words.len() <= word {
-            words.resize(word + 1, 0);
-        }
-        let was = words[word] & bit != 0;
-        words[word] |= bit;
-        !was
-    }
-
-    /// Unmarks `slot` as holding `hash`; false when it did not. A block nobody holds any more
-    /// leaves the table.
-    pub(crate) fn remove(&mut self, hash: SequenceHash, slot: u32) -> bool {
-        if slot < 64 {
-            let Entry::Occupied(mut entry) = self.low.entry(hash) else {
-                return false;
+    /// Marks `slot` as holding the chain `blocks` (in order, after `parent`; `hash_of` reads a
+    /// block's sequence hash). Returns (blocks newly held, blocks already held).
+    pub(crate) fn store<B>(
+        &mut self,
+        slot: u32,
+        parent: Option<SequenceHash>,
+        blocks: &[B],
+        hash_of: impl Fn(&B) -> SequenceHash,
+    ) -> (usize, usize) {
+        let (mut added, mut duplicate) = (0, 0);
+        let mut prev = parent;
+        // A run held by `slot` alone whose last block is `prev`: new blocks append to it.
+        let mut open: Option<u32> = None;
+        let mut i = 0;
+        while i < blocks.len() {
+            let hash = hash_of(&blocks[i]);
+            // Where a new block would go: the open run, or the run ending in `prev` if `slot`
+            // alone holds it. Computed before the probe so a new block costs one probe.
+            let target = open.or_else(|| {
+                let loc = self.map.get(&prev?)?;
+                let run = &self.runs[loc.run as usize];
+                (loc.off as usize + 1 == run.blocks.len() && only_holder(&run.holders, slot))
+                    .then_some(loc.run)
+            });
+            let loc = match self.map.entry(hash) {
+                Entry::Vacant(vacant) => {
+                    let id = match target {
+                        Some(id) => {
+                            let run = &mut self.runs[id as usize];
+                            run.blocks.push(hash);
+                            vacant.insert(Loc {
+                                run: id,
+                                off: (run.blocks.len() - 1) as u32,
+                            });
+                            id
+                        }
+                        None => {
+                            let mut holders = Holders::new();
+                            set_holder(&mut holders, slot);
+                            let id =
+                                alloc_run(&mut self.runs, &mut self.free_runs, vec![hash], holders);
+                            vacant.insert(Loc { run: id, off: 0 });
+                            id
+                        }
+                    };
+                    open = Some(id);
+                    added += 1;
+                    prev = Some(hash);
+                    i += 1;
+                    continue;
+                }
+                Entry::Occupied(occupied) => *occupied.get(),
             };
-            let bits = entry.get_mut();
-            if *bits & (1 << slot) == 0 {
-                return false;
+            open = None;
+            let run = &self.runs[loc.run as usize];
+            if holds(&run.holders, slot) {
+                duplicate += 1;
+                prev = Some(hash);
+                i += 1;
+                continue;
             }
-            *bits &= !(1 << slot);
-            if *bits == 0 && (self.high_slots == 0 || !self.high.contains_key(&hash)) {
-                entry.remove();
+            // The stretch of the event that continues along this run.
+            let off = loc.off as usize;
+            let len = 1 + run.blocks[off + 1..]
+                .iter()
+                .zip(&blocks[i + 1..])
+                .take_while(|(a, b)| **a == hash_of(b))
+                .count();
+            let id = self.isolate(loc.run, off, len);
+            set_holder(&mut self.runs[id as usize].holders, slot);
+            if let Some(p) = prev {
+                self.merge_after(p, id);
             }
-            return true;
+            added += len;
+            i += len;
+            prev = Some(hash_of(&blocks[i - 1]));
         }
-        let (word, bit) = high_position(slot);
-        let Entry::Occupied(mut entry) = self.high.entry(hash) else {
-            return false;
-        };
-        let words = entry.get_mut();
-        if words.get(word).is_none_or(|w| w & bit == 0) {
-            return false;
-        }
-        words[word] &= !bit;
-        if words.iter().all(|&w| w == 0) {
-            entry.remove();
-            if self.low.get(&hash) == Some(&0) {
-                self.low.remove(&hash);
-            }
-        }
-        true
+        (added, duplicate)
     }
 
-    /// Removes `slot` from every block (O(blocks in the table): clears and worker removals
-    /// are rare). Returns how many blocks it held.
+    /// Unmarks `slot` as holding each of `hashes`. Returns (blocks removed, blocks `slot` did
+    /// not hold). A block nobody holds any more leaves the table.
+    pub(crate) fn remove(&mut self, slot: u32, hashes: &[SequenceHash]) -> (usize, usize) {
+        let (mut removed, mut unknown) = (0, 0);
+        let mut i = 0;
+        while i < hashes.len() {
+            let Some(&loc) = self.map.get(&hashes[i]) else {
+                unknown += 1;
+                i += 1;
+                continue;
+            };
+            let run = &self.runs[loc.run as usize];
+            if !holds(&run.holders, slot) {
+                unknown += 1;
+                i += 1;
+                continue;
+            }
+            // The stretch of the event that walks along this run, tail first or head first.
+            let (mut lo, mut hi) = (loc.off as usize, loc.off as usize);
+            let mut j = i + 1;
+            while j < hashes.len() && lo > 0 && run.blocks[lo - 1] == hashes[j] {
+                lo -= 1;
+                j += 1;
+            }
+            if j == i + 1 {
+                while j < hashes.len()
+                    && hi + 1 < run.blocks.len()
+                    && run.blocks[hi + 1] == hashes[j]
+                {
+                    hi += 1;
+                    j += 1;
+                }
+            }
+            let len = hi - lo + 1;
+            if only_holder(&run.holders, slot) {
+                // The blocks leave the table: drop them without re-pointing them first.
+                self.delete_range(loc.run, lo, len);
+            } else {
+                let id = self.isolate(loc.run, lo, len);
+                clear_holder(&mut self.runs[id as usize].holders, slot);
+            }
+            removed += len;
+            i = j;
+        }
+        (removed, unknown)
+    }
+
+    /// Removes `slot` from every block (O(runs): clears and worker removals are rare).
+    /// Returns how many blocks it held.
     pub(crate) fn clear_slot(&mut self, slot: u32) -> usize {
         let mut held = 0;
-        if slot < 64 {
-            let bit = 1u64 << slot;
-            let high = &self.high;
-            let check_high = self.high_slots > 0;
-            self.low.retain(|hash, bits| {
-                if *bits & bit != 0 {
-                    held += 1;
-                    *bits &= !bit;
-                }
-                *bits != 0 || (check_high && high.contains_key(hash))
-            });
-        } else {
-            let (word, bit) = high_position(slot);
-            let mut emptied = Vec::new();
-            self.high.retain(|hash, words| {
-                if let Some(w) = words.get_mut(word)
-                    && *w & bit != 0
-                {
-                    held += 1;
-                    *w &= !bit;
-                }
-                let keep = words.iter().any(|&w| w != 0);
-                if !keep {
-                    emptied.push(*hash);
-                }
-                keep
-            });
-            for hash in emptied {
-                if self.low.get(&hash) == Some(&0) {
-                    self.low.remove(&hash);
+        let mut emptied = Vec::new();
+        for (id, run) in self.runs.iter_mut().enumerate() {
+            if holds(&run.holders, slot) {
+                held += run.blocks.len();
+                clear_holder(&mut run.holders, slot);
+                if no_holders(&run.holders) {
+                    emptied.push(id as u32);
                 }
             }
+        }
+        for id in emptied {
+            self.delete_run(id);
         }
         self.maybe_shrink();
         held
@@ -269,88 +398,181 @@ impl BlockTable {
 
     /// Gives memory back once most blocks are gone (hash maps never shrink by themselves).
     pub(crate) fn maybe_shrink(&mut self) {
-        if self.low.capacity() > 4096 && self.low.len() * 4 < self.low.capacity() {
-            self.low.shrink_to(self.low.len() * 2);
+        if self.map.capacity() > 4096 && self.map.len() * 4 < self.map.capacity() {
+            self.map.shrink_to(self.map.len() * 2);
         }
-        if self.high.capacity() > 4096 && self.high.len() * 4 < self.high.capacity() {
-            self.high.shrink_to(self.high.len() * 2);
+    }
+
+    /// A run holding exactly `runs[run].blocks[off..off + len]`, splitting `run` as needed.
+    fn isolate(&mut self, run: u32, off: usize, len: usize) -> u32 {
+        let total = self.runs[run as usize].blocks.len();
+        if off + len < total {
+            let tail = self.runs[run as usize].blocks.split_off(off + len);
+            let holders = self.runs[run as usize].holders.clone();
+            self.new_run(tail, holders);
         }
+        if off == 0 {
+            return run;
+        }
+        let middle = self.runs[run as usize].blocks.split_off(off);
+        let holders = self.runs[run as usize].holders.clone();
+        self.new_run(middle, holders)
+    }
+
+    /// Removes `runs[run].blocks[off..off + len]` from the table; what follows becomes its own
+    /// run (tail-first eviction leaves nothing after, so this is usually a truncation).
+    fn delete_range(&mut self, run: u32, off: usize, len: usize) {
+        let total = self.runs[run as usize].blocks.len();
+        if off + len < total {
+            let tail = self.runs[run as usize].blocks.split_off(off + len);
+            let holders = self.runs[run as usize].holders.clone();
+            self.new_run(tail, holders);
+        }
+        let blocks = &mut self.runs[run as usize].blocks;
+        for hash in blocks.drain(off..) {
+            self.map.remove(&hash);
+        }
+        if off == 0 {
+            self.runs[run as usize] = Run::default();
+            self.free_runs.push(run);
+        }
+    }
+
+    /// Appends run `id` to the run ending in `prev` when their holders are equal.
+    fn merge_after(&mut self, prev: SequenceHash, id: u32) {
+        let Some(&loc) = self.map.get(&prev) else {
+            return;
+        };
+        let target = loc.run;
+        if target == id
+            || loc.off as usize + 1 != self.runs[target as usize].blocks.len()
+            || !same_holders(
+                &self.runs[target as usize].holders,
+                &self.runs[id as usize].holders,
+            )
+        {
+            return;
+        }
+        let moved = std::mem::take(&mut self.runs[id as usize].blocks);
+        let base = self.runs[target as usize].blocks.len() as u32;
+        for (i, hash) in moved.iter().enumerate() {
+            if let Some(l) = self.map.get_mut(hash) {
+                *l = Loc {
+                    run: target,
+                    off: base + i as u32,
+                };
+            }
+        }
+        self.runs[target as usize].blocks.extend_from_slice(&moved);
+        self.runs[id as usize].holders = Holders::new();
+        self.free_runs.push(id);
+    }
+
+    /// A run of blocks already in the map (re-pointed to it).
+    fn new_run(&mut self, blocks: Vec<SequenceHash>, holders: Holders) -> u32 {
+        let id = alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders);
+        for (off, hash) in blocks.iter().enumerate() {
+            if let Some(loc) = self.map.get_mut(hash) {
+                *loc = Loc {
+                    run: id,
+                    off: off as u32,
+                };
+            }
+        }
+        self.runs[id as usize].blocks = blocks;
+        id
+    }
+
+    fn delete_run(&mut self, id: u32) {
+        let run = std::mem::take(&mut self.runs[id as usize]);
+        for hash in &run.blocks {
+            self.map.remove(hash);
+        }
+        self.free_runs.push(id);
     }
 
     /// Per worker, the number of leading `blocks` it holds. Stops at the first block no
     /// remaining candidate holds.
     pub(crate) fn find_matches_into(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
         out.clear();
-        out.tree_blocks = self.low.len();
+        out.tree_blocks = self.map.len();
         if self.high_slots == 0 {
-            self.find_low(blocks, out);
+            self.find_single_word(blocks, out);
         } else {
             self.find_general(blocks, out);
         }
     }
 
+    /// How many blocks from `i` on the request shares with `run` from `off`, and the run.
     #[inline]
-    fn find_low(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
-        let Some((first, rest)) = blocks.split_first() else {
+    fn stretch(&self, loc: Loc, blocks: &[SequenceHash], i: usize) -> (usize, &Run) {
+        let run = &self.runs[loc.run as usize];
+        let rest = &run.blocks[loc.off as usize + 1..];
+        let len = 1 + rest
+            .iter()
+            .zip(&blocks[i + 1..])
+            .take_while(|(a, b)| a == b)
+            .count();
+        (len, run)
+    }
+
+    #[inline]
+    fn find_single_word(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
+        let Some(&loc) = blocks.first().and_then(|h| self.map.get(h)) else {
             return;
         };
-        let Some(&bits) = self.low.get(first) else {
-            return;
-        };
-        let mut active = bits;
-        let mut depth = 1u32;
-        for hash in rest {
-            let bits = self.low.get(hash).copied().unwrap_or(0);
+        let (len, run) = self.stretch(loc, blocks, 0);
+        let mut active = run.holders.first().copied().unwrap_or(0);
+        let mut i = len;
+        while i < blocks.len() {
+            let Some(&loc) = self.map.get(&blocks[i]) else {
+                break;
+            };
+            let (len, run) = self.stretch(loc, blocks, i);
+            let bits = run.holders.first().copied().unwrap_or(0);
             let dropped = active & !bits;
             if dropped != 0 {
-                self.emit(dropped, 0, depth, out);
+                self.emit(dropped, 0, i as u32, out);
                 active &= bits;
                 if active == 0 {
                     return;
                 }
             }
-            depth += 1;
+            i += len;
         }
-        self.emit(active, 0, depth, out);
+        self.emit(active, 0, i as u32, out);
     }
 
     fn find_general(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
-        // Word 0 = slots 0..64, word k = slots 64k..64(k+1).
         let words = self.keys.len().div_ceil(64);
         let mut active: SmallVec<[u64; 8]> = SmallVec::from_elem(0, words);
-        let mut bits: SmallVec<[u64; 8]> = SmallVec::from_elem(0, words);
-        let mut depth = 0u32;
-        for hash in blocks {
-            let Some(&low) = self.low.get(hash) else {
+        let mut i = 0;
+        while i < blocks.len() {
+            let Some(&loc) = self.map.get(&blocks[i]) else {
                 break;
             };
-            bits[0] = low;
-            bits[1..].fill(0);
-            if let Some(high) = self.high.get(hash) {
-                for (dst, &src) in bits[1..].iter_mut().zip(high.iter()) {
-                    *dst = src;
+            let (len, run) = self.stretch(loc, blocks, i);
+            let word = |k: usize| run.holders.get(k).copied().unwrap_or(0);
+            if i == 0 {
+                for (k, a) in active.iter_mut().enumerate() {
+                    *a = word(k);
                 }
-            }
-            if depth == 0 {
-                active.copy_from_slice(&bits);
             } else {
-                for (k, (a, &b)) in active.iter_mut().zip(bits.iter()).enumerate() {
-                    let dropped = *a & !b;
+                for (k, a) in active.iter_mut().enumerate() {
+                    let dropped = *a & !word(k);
                     if dropped != 0 {
-                        self.emit(dropped, k as u32, depth, out);
-                        *a &= b;
+                        self.emit(dropped, k as u32, i as u32, out);
+                        *a &= word(k);
                     }
                 }
+                if active.iter().all(|&a| a == 0) {
+                    return;
+                }
             }
-            if active.iter().all(|&a| a == 0) {
-                return;
-            }
-            depth += 1;
+            i += len;
         }
-        if depth > 0 {
-            for (k, &a) in active.iter().enumerate() {
-                self.emit(a, k as u32, depth, out);
-            }
+        for (k, &a) in active.iter().enumerate() {
+            self.emit(a, k as u32, i as u32, out);
         }
     }
 
@@ -366,7 +588,21 @@ impl BlockTable {
         }
     }
 
-    /// Estimated heap bytes: hash map buckets (entry + control byte) and spilled bitsets.
+    /// Blocks `slot` holds (O(runs)).
+    pub(crate) fn blocks_of(&self, slot: u32) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| holds(&r.holders, slot))
+            .map(|r| r.blocks.len())
+            .sum()
+    }
+
+    /// Runs currently in use (a lookup costs one map probe per run it crosses).
+    pub(crate) fn run_count(&self) -> usize {
+        self.runs.len() - self.free_runs.len()
+    }
+
+    /// Estimated heap bytes: map buckets (entry + control byte), runs and their arrays.
     pub(crate) fn memory_bytes(&self) -> usize {
         fn map_bytes<K, V, S>(map: &HashMap<K, V, S>) -> usize {
             if map.capacity() == 0 {
@@ -375,24 +611,50 @@ impl BlockTable {
             let buckets = (map.capacity() * 8 / 7).next_power_of_two();
             buckets * (size_of::<(K, V)>() + 1)
         }
-        let spilled: usize = self
-            .high
-            .values()
-            .filter(|w| w.spilled())
-            .map(|w| w.capacity() * 8)
+        let run_arrays: usize = self
+            .runs
+            .iter()
+            .map(|r| {
+                r.blocks.capacity() * 8
+                    + if r.holders.spilled() {
+                        r.holders.capacity() * 8
+                    } else {
+                        0
+                    }
+            })
             .sum();
-        map_bytes(&self.low)
-            + map_bytes(&self.high)
-            + spilled
+        map_bytes(&self.map)
+            + self.runs.capacity() * size_of::<Run>()
+            + run_arrays
+            + self.free_runs.capacity() * 4
             + map_bytes(&self.slot_of)
             + self.keys.capacity() * 8
             + self.free.capacity() * 4
     }
-}
 
-#[inline]
-fn high_position(slot: u32) -> (usize, u64) {
-    (((slot - 64) / 64) as usize, 1u64 << (slot % 64))
+    /// Panics when the structure's invariants do not hold (for tests).
+    pub(crate) fn check(&self) {
+        let mut blocks = 0;
+        for (id, run) in self.runs.iter().enumerate() {
+            if self.free_runs.contains(&(id as u32)) {
+                assert!(run.blocks.is_empty());
+                continue;
+            }
+            assert!(!run.blocks.is_empty(), "live run {id} empty");
+            assert!(!no_holders(&run.holders), "run {id} held by nobody");
+            for (off, h) in run.blocks.iter().enumerate() {
+                assert_eq!(
+                    self.map.get(h),
+                    Some(&Loc {
+                        run: id as u32,
+                        off: off as u32
+                    })
+                );
+            }
+            blocks += run.blocks.len();
+        }
+        assert_eq!(blocks, self.map.len());
+    }
 }
 
 #[cfg(test)]
@@ -419,13 +681,12 @@ mod tests {
         for w in 0..150u64 {
             t.register(w);
         }
-        // Worker 0 holds 3 blocks, worker 100 holds 2, worker 149 holds 1; block 2 held only
-        // by a high slot.
-        for (w, n) in [(0u64, 3usize), (100, 2), (149, 1)] {
+        // Worker 0 holds 3 blocks, worker 100 holds 2, worker 149 holds 1.
+        for (w, n) in [(0u64, 3u64), (100, 2), (149, 1)] {
             let slot = t.slot(w).unwrap();
-            for h in 0..n as u64 {
-                assert!(t.insert(h + 1, slot));
-            }
+            let chain: Vec<u64> = (1..=n).collect();
+            assert_eq!(t.store(slot, None, &chain, |h| *h), (n as usize, 0));
+            t.check();
         }
         let mut out = OverlapScores::default();
         t.find_matches_into(&[1, 2, 3, 4], &mut out);
@@ -433,8 +694,9 @@ mod tests {
         assert_eq!(out.scores.len(), 3);
         assert_eq!(out.tree_blocks, 3);
 
-        assert!(t.remove(2, t.slot(100).unwrap()));
-        assert!(!t.remove(2, t.slot(100).unwrap()));
+        assert_eq!(t.remove(t.slot(100).unwrap(), &[2]), (1, 0));
+        assert_eq!(t.remove(t.slot(100).unwrap(), &[2]), (0, 1));
+        t.check();
         t.find_matches_into(&[1, 2, 3], &mut out);
         assert_eq!((out.get(0), out.get(100), out.get(149)), (3, 1, 1));
 
@@ -444,5 +706,42 @@ mod tests {
         t.unregister(149);
         assert_eq!(t.len(), 0);
         assert_eq!(t.high_slots, 84);
+        t.check();
+    }
+
+    #[test]
+    fn runs_split_where_holders_differ_and_merge_back() {
+        let mut t = BlockTable::default();
+        let (a, b) = (t.register(1), t.register(2));
+        let chain: Vec<u64> = (1..=10).collect();
+        t.store(a, None, &chain, |h| *h);
+        assert_eq!(t.run_count(), 1);
+        // b takes the first 6: split into [1..=6]{a,b} and [7..=10]{a}.
+        t.store(b, None, &chain[..6], |h| *h);
+        assert_eq!(t.run_count(), 2);
+        t.check();
+        // a evicts its tail 10, 9 (tail first) and then 3 (a hole).
+        assert_eq!(t.remove(a, &[10, 9]), (2, 0));
+        assert_eq!(t.remove(a, &[3]), (1, 0));
+        t.check();
+        let mut out = OverlapScores::default();
+        t.find_matches_into(&chain, &mut out);
+        assert_eq!((out.get(1), out.get(2)), (2, 6));
+        // a stores 3 again: [3] merges into [1, 2] (their holders are equal again).
+        t.store(a, Some(2), &[3], |h| *h);
+        t.check();
+        t.find_matches_into(&chain, &mut out);
+        assert_eq!((out.get(1), out.get(2)), (8, 6));
+        // b re-stores 7, 8: they join its run.
+        t.store(b, Some(6), &[7, 8], |h| *h);
+        t.check();
+        t.find_matches_into(&chain, &mut out);
+        assert_eq!((out.get(1), out.get(2)), (8, 8));
+        assert_eq!(t.run_count(), 2, "[1..=3] + [4..=8] after merges");
+        // A new branch off the middle appends to nothing shared: its own run.
+        t.store(b, Some(4), &[40, 41], |h| *h);
+        t.check();
+        t.find_matches_into(&[1, 2, 3, 4, 40, 41], &mut out);
+        assert_eq!((out.get(1), out.get(2)), (4, 6));
     }
 }

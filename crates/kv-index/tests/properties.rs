@@ -279,6 +279,7 @@ fn run_exact(parents: Vec<Option<u64>>, ops: Vec<Op>, workers: usize) {
                 check_scores(&idx.find_matches(&request), &expected, model.union());
             }
         }
+        idx.assert_consistent();
         assert_eq!(idx.block_count(), model.union());
         for (&w, mw) in &model.workers {
             assert_eq!(idx.worker_block_count(w), mw.blocks.len(), "worker {w}");
