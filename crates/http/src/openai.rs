@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use switchyard_frontend::Endpoint;
+use switchyard_frontend::{Endpoint, ModelPipeline};
 use switchyard_protocol::openai::{
-    ChatCompletionRequest, CompletionRequest, ModelList, ModelObject,
+    ChatCompletionRequest, CommonParams, CompletionRequest, ModelList, ModelObject,
 };
-use switchyard_protocol::{ApiError, ErrorKind};
+use switchyard_protocol::{ApiError, ErrorKind, PreprocessedRequest};
 
 use crate::error::HttpError;
 use crate::responses::{self, RequestRecord, ResponseContext};
@@ -24,21 +24,73 @@ pub(crate) async fn chat_completions(
     State(service): State<Arc<HttpService>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let arrived = Instant::now();
-    let mut record = RequestRecord::new(service.metrics.clone(), Endpoint::ChatCompletions);
-    match chat(&service, body, arrived, &mut record).await {
-        Ok(ctx_and_gens) => ctx_and_gens,
-        Err(e) => fail(record, e),
-    }
+    handle::<ChatCompletionRequest>(service, body).await
 }
 
 pub(crate) async fn completions(
     State(service): State<Arc<HttpService>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    handle::<CompletionRequest>(service, body).await
+}
+
+/// What differs between the OpenAI generation endpoints; everything else is [`serve`].
+trait GenerationRequest: DeserializeOwned {
+    const ENDPOINT: Endpoint;
+    const ID_PREFIX: &'static str;
+    fn model(&self) -> &str;
+    fn common(&self) -> &CommonParams;
+    /// Templating/tokenization into one preprocessed request per choice.
+    async fn preprocess(
+        self,
+        pipeline: &ModelPipeline,
+        id: &str,
+    ) -> Result<Vec<PreprocessedRequest>, ApiError>;
+}
+
+impl GenerationRequest for ChatCompletionRequest {
+    const ENDPOINT: Endpoint = Endpoint::ChatCompletions;
+    const ID_PREFIX: &'static str = "chatcmpl-";
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn common(&self) -> &CommonParams {
+        &self.common
+    }
+    async fn preprocess(
+        self,
+        pipeline: &ModelPipeline,
+        id: &str,
+    ) -> Result<Vec<PreprocessedRequest>, ApiError> {
+        Ok(vec![pipeline.preprocess_chat(self, id).await?])
+    }
+}
+
+impl GenerationRequest for CompletionRequest {
+    const ENDPOINT: Endpoint = Endpoint::Completions;
+    const ID_PREFIX: &'static str = "cmpl-";
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn common(&self) -> &CommonParams {
+        &self.common
+    }
+    async fn preprocess(
+        self,
+        pipeline: &ModelPipeline,
+        id: &str,
+    ) -> Result<Vec<PreprocessedRequest>, ApiError> {
+        pipeline.preprocess_completion(self, id).await
+    }
+}
+
+async fn handle<R: GenerationRequest>(
+    service: Arc<HttpService>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let arrived = Instant::now();
-    let mut record = RequestRecord::new(service.metrics.clone(), Endpoint::Completions);
-    match completion(&service, body, arrived, &mut record).await {
+    let mut record = RequestRecord::new(service.metrics.clone(), R::ENDPOINT);
+    match serve::<R>(&service, body, arrived, &mut record).await {
         Ok(response) => response,
         Err(e) => fail(record, e),
     }
@@ -52,64 +104,28 @@ fn fail(mut record: RequestRecord, error: ApiError) -> Response {
     HttpError(error).into_response()
 }
 
-async fn chat(
+async fn serve<R: GenerationRequest>(
     service: &Arc<HttpService>,
     body: Result<Bytes, BytesRejection>,
     arrived: Instant,
     record: &mut RequestRecord,
 ) -> Result<Response, ApiError> {
     let ticket = service.admit()?;
-    let req: ChatCompletionRequest = parse_body(body)?;
-    let pipeline = service.manager.get(&req.model)?;
+    let req: R = parse_body(body)?;
+    let pipeline = service.manager.get(req.model())?;
     record.set_model(pipeline.name());
-    let stream = req.common.stream;
-    let include_usage = req.common.include_usage();
-    let id = new_id("chatcmpl-");
-    let preprocessed = pipeline.preprocess_chat(req, &id).await?;
-    let generation = pipeline
-        .generate(preprocessed, Endpoint::ChatCompletions, arrived)
-        .await?;
-    let ctx = ResponseContext::new(
-        id,
-        pipeline.name().to_string(),
-        Endpoint::ChatCompletions,
-        include_usage,
-        std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
-        ticket,
-    );
-    if stream {
-        Ok(responses::stream(ctx, vec![generation]))
-    } else {
-        responses::unary(ctx, vec![generation]).await
-    }
-}
-
-async fn completion(
-    service: &Arc<HttpService>,
-    body: Result<Bytes, BytesRejection>,
-    arrived: Instant,
-    record: &mut RequestRecord,
-) -> Result<Response, ApiError> {
-    let ticket = service.admit()?;
-    let req: CompletionRequest = parse_body(body)?;
-    let pipeline = service.manager.get(&req.model)?;
-    record.set_model(pipeline.name());
-    let stream = req.common.stream;
-    let include_usage = req.common.include_usage();
-    let id = new_id("cmpl-");
-    let preprocessed = pipeline.preprocess_completion(req, &id).await?;
+    let stream = req.common().stream;
+    let include_usage = req.common().include_usage();
+    let id = new_id(R::ID_PREFIX);
+    let preprocessed = req.preprocess(&pipeline, &id).await?;
     let mut generations = Vec::with_capacity(preprocessed.len());
     for request in preprocessed {
-        generations.push(
-            pipeline
-                .generate(request, Endpoint::Completions, arrived)
-                .await?,
-        );
+        generations.push(pipeline.generate(request, R::ENDPOINT, arrived).await?);
     }
     let ctx = ResponseContext::new(
         id,
         pipeline.name().to_string(),
-        Endpoint::Completions,
+        R::ENDPOINT,
         include_usage,
         std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
         ticket,
