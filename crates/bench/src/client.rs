@@ -30,7 +30,7 @@ pub struct Target {
 
 /// Everything the clients of one run share.
 pub struct Shared {
-    pub target: Target,
+    pub target: Arc<Target>,
     pub template: BodyTemplate,
     pub stream: bool,
     pub request_timeout: Duration,
@@ -55,6 +55,8 @@ pub struct RequestOutcome {
     pub content_chunks: u64,
     pub usage_completion_tokens: Option<u64>,
     pub usage_prompt_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details.cached_tokens`: prompt tokens the engine found cached.
+    pub usage_cached_tokens: Option<u64>,
 }
 
 pub async fn connect(target: &Target) -> anyhow::Result<SendRequest<Full<Bytes>>> {
@@ -78,14 +80,17 @@ pub async fn run_client(
     barrier: Arc<Barrier>,
     mut stop: StopRule,
 ) -> ClientStats {
-    let mut session = Session {
-        shared,
-        sender: None,
-        parser: SseParser::new(),
-        itl_scratch: Vec::new(),
+    let mut session = Session::new(
+        Arc::clone(&shared.target),
+        shared.stream,
+        shared.request_timeout,
+    );
+    let next_body = || {
+        let counter = shared.next_counter.fetch_add(1, Ordering::Relaxed);
+        shared.template.build(counter)
     };
     for _ in 0..warmup {
-        session.request().await;
+        session.send(next_body()).await;
     }
     barrier.wait().await;
 
@@ -99,7 +104,7 @@ pub async fn run_client(
                 if claimed.is_err() {
                     break;
                 }
-                session.request().await
+                session.send(next_body()).await
             }
             StopRule::Signal(stop) => {
                 if *stop.borrow() {
@@ -111,17 +116,21 @@ pub async fn run_client(
                         stats.abandoned += 1;
                         break;
                     }
-                    outcome = session.request() => outcome,
+                    outcome = session.send(next_body()) => outcome,
                 }
             }
         };
-        stats.record(&outcome, &session.itl_scratch);
+        stats.record(&outcome, session.itl_us());
     }
     stats
 }
 
-struct Session {
-    shared: Arc<Shared>,
+/// One keep-alive connection (re-opened when it breaks) and the buffers reused across its
+/// requests. The load clients own one each; the trace replay pools them.
+pub struct Session {
+    target: Arc<Target>,
+    stream: bool,
+    timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
     parser: SseParser,
     /// Inter-token gaps of the last request, in microseconds.
@@ -129,11 +138,29 @@ struct Session {
 }
 
 impl Session {
-    async fn request(&mut self) -> RequestOutcome {
+    /// `stream`: the bodies ask for SSE; `timeout`: how long one whole response may take.
+    pub fn new(target: Arc<Target>, stream: bool, timeout: Duration) -> Self {
+        Self {
+            target,
+            stream,
+            timeout,
+            sender: None,
+            parser: SseParser::new(),
+            itl_scratch: Vec::new(),
+        }
+    }
+
+    /// Inter-token gaps (microseconds) of the last request sent.
+    pub fn itl_us(&self) -> &[u32] {
+        &self.itl_scratch
+    }
+
+    /// POSTs `body` to the target route and reads the whole response, measuring it.
+    pub async fn send(&mut self, body: Bytes) -> RequestOutcome {
         self.itl_scratch.clear();
-        let timeout = self.shared.request_timeout;
+        let timeout = self.timeout;
         let started = Instant::now();
-        match tokio::time::timeout(timeout, self.request_inner(started)).await {
+        match tokio::time::timeout(timeout, self.request_inner(body, started)).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 // The response is half read; the connection cannot be reused.
@@ -147,9 +174,9 @@ impl Session {
         }
     }
 
-    async fn request_inner(&mut self, started: Instant) -> RequestOutcome {
+    async fn request_inner(&mut self, body: Bytes, started: Instant) -> RequestOutcome {
         let mut outcome = RequestOutcome::default();
-        let result = self.exchange(started, &mut outcome).await;
+        let result = self.exchange(body, started, &mut outcome).await;
         outcome.e2e = started.elapsed();
         if let Err(err) = result {
             self.sender = None;
@@ -167,7 +194,7 @@ impl Session {
             self.sender = None;
         }
         if self.sender.is_none() {
-            match connect(&self.shared.target).await {
+            match connect(&self.target).await {
                 Ok(sender) => self.sender = Some(sender),
                 Err(err) => {
                     // A refused connection fails at once; pausing keeps a dead server from
@@ -182,25 +209,25 @@ impl Session {
 
     async fn exchange(
         &mut self,
+        body: Bytes,
         started: Instant,
         outcome: &mut RequestOutcome,
     ) -> anyhow::Result<()> {
-        let shared = Arc::clone(&self.shared);
-        let counter = shared.next_counter.fetch_add(1, Ordering::Relaxed);
+        let stream = self.stream;
         let request = Request::builder()
             .method(Method::POST)
-            .uri(shared.target.path.as_str())
-            .header(HOST, shared.target.host_header.clone())
+            .uri(self.target.path.as_str())
+            .header(HOST, self.target.host_header.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(
                 ACCEPT,
-                HeaderValue::from_static(if shared.stream {
+                HeaderValue::from_static(if stream {
                     "text/event-stream"
                 } else {
                     "application/json"
                 }),
             )
-            .body(Full::new(shared.template.build(counter)))?;
+            .body(Full::new(body))?;
         let response = self.ready_sender().await?.send_request(request).await?;
         let status = response.status();
         let mut body = response.into_body();
@@ -209,7 +236,7 @@ impl Session {
             outcome.error = Some(http_error(status, &bytes));
             return Ok(());
         }
-        if !shared.stream {
+        if !stream {
             let bytes = body.collect().await?.to_bytes();
             read_unary(&bytes, outcome);
             return Ok(());
@@ -243,6 +270,7 @@ impl Session {
             if info.completion_tokens.is_some() {
                 outcome.usage_completion_tokens = info.completion_tokens;
                 outcome.usage_prompt_tokens = info.prompt_tokens;
+                outcome.usage_cached_tokens = info.cached_tokens;
             }
         };
         while let Some(frame) = body.frame().await {
@@ -289,6 +317,10 @@ fn read_unary(bytes: &[u8], outcome: &mut RequestOutcome) {
     let count = |key: &str| usage.and_then(|u| u.get(key)).and_then(|t| t.as_u64());
     outcome.usage_completion_tokens = count("completion_tokens");
     outcome.usage_prompt_tokens = count("prompt_tokens");
+    outcome.usage_cached_tokens = usage
+        .and_then(|u| u.get("prompt_tokens_details"))
+        .and_then(|d| d.get("cached_tokens"))
+        .and_then(|t| t.as_u64());
 }
 
 fn http_error(status: StatusCode, body: &[u8]) -> String {

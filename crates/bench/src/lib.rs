@@ -20,6 +20,7 @@
 pub mod args;
 pub mod client;
 pub mod prompt;
+pub mod replay;
 pub mod report;
 pub mod sse;
 pub mod stats;
@@ -35,6 +36,7 @@ use hyper::header::{HOST, HeaderValue};
 use tokio::sync::{Barrier, watch};
 
 pub use args::{Endpoint, LoadArgs, PhaseLimit};
+pub use replay::{ReplayArgs, ReplayReport, run_replay};
 pub use report::{CpuUsage, LoadReport, PhaseReport, ServerMemory};
 
 use client::{Shared, StopRule, Target};
@@ -97,11 +99,11 @@ async fn drive(args: &LoadArgs) -> anyhow::Result<LoadReport> {
     let path = base.route(args.endpoint.path());
     let url = format!("http://{}{}", base.authority, path);
     let shared = Arc::new(Shared {
-        target: Target {
+        target: Arc::new(Target {
             addr: base.addr,
             host_header: base.host_header.clone(),
             path,
-        },
+        }),
         template,
         stream: args.streaming(),
         request_timeout: args.request_timeout(),
@@ -266,26 +268,41 @@ impl BaseUrl {
     }
 }
 
-/// The first model `GET /v1/models` lists.
-async fn discover_model(base: &BaseUrl) -> anyhow::Result<String> {
-    let models_url = format!("http://{}{}", base.authority, base.route("/v1/models"));
+/// `GET <base><route>`: status and whole body, on a connection of its own.
+async fn http_get(
+    base: &BaseUrl,
+    route: &str,
+) -> anyhow::Result<(hyper::StatusCode, bytes::Bytes)> {
+    let url = format!("http://{}{}", base.authority, base.route(route));
     let target = Target {
         addr: base.addr,
         host_header: base.host_header.clone(),
-        path: base.route("/v1/models"),
+        path: base.route(route),
     };
     let mut sender = client::connect(&target)
         .await
-        .with_context(|| format!("cannot reach {models_url}"))?;
+        .with_context(|| format!("cannot reach {url}"))?;
     let request = Request::get(target.path.as_str())
         .header(HOST, target.host_header.clone())
         .body(Full::default())?;
     let response = sender
         .send_request(request)
         .await
-        .with_context(|| format!("GET {models_url}"))?;
+        .with_context(|| format!("GET {url}"))?;
     let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .with_context(|| format!("GET {url}: body"))?
+        .to_bytes();
+    Ok((status, body))
+}
+
+/// The first model `GET /v1/models` lists.
+async fn discover_model(base: &BaseUrl) -> anyhow::Result<String> {
+    let models_url = format!("http://{}{}", base.authority, base.route("/v1/models"));
+    let (status, body) = http_get(base, "/v1/models").await?;
     anyhow::ensure!(
         status.is_success(),
         "GET {models_url} answered {status}; pass --model"

@@ -115,6 +115,8 @@ pub struct ChunkInfo {
     pub has_content: bool,
     pub completion_tokens: Option<u64>,
     pub prompt_tokens: Option<u64>,
+    /// `usage.prompt_tokens_details.cached_tokens`.
+    pub cached_tokens: Option<u64>,
 }
 
 /// Scans a chunk once for the keys the generator needs, without building a JSON tree.
@@ -159,6 +161,7 @@ pub fn classify_chunk(payload: &[u8]) -> ChunkInfo {
             b"usage" => in_usage = value.first() == Some(&b'{'),
             b"completion_tokens" if in_usage => info.completion_tokens = parse_uint(value),
             b"prompt_tokens" if in_usage => info.prompt_tokens = parse_uint(value),
+            b"cached_tokens" if in_usage => info.cached_tokens = parse_uint(value),
             _ => {}
         }
     }
@@ -266,6 +269,9 @@ mod tests {
     fn reads_usage_and_ignores_lookalike_keys() {
         let usage = br#"{"choices":[],"usage":{"prompt_tokens":131,"completion_tokens":32,"completion_tokens_details":{"reasoning_tokens":0},"total_tokens":163}}"#;
         let info = classify_chunk(usage);
+        assert_eq!(info.cached_tokens, None);
+        let cached = br#"{"choices":[],"usage":{"prompt_tokens":1024,"completion_tokens":3,"total_tokens":1027,"prompt_tokens_details":{"cached_tokens":512}}}"#;
+        assert_eq!(classify_chunk(cached).cached_tokens, Some(512));
         assert_eq!(info.completion_tokens, Some(32));
         assert_eq!(info.prompt_tokens, Some(131));
         assert!(!info.has_content);

@@ -15,6 +15,9 @@ pub struct ClientStats {
     pub output_tokens: u64,
     pub prompt_tokens: u64,
     pub requests_with_prompt_usage: u64,
+    /// Sum of `cached_tokens` and the prompt tokens of the requests that reported it.
+    pub cached_tokens: u64,
+    pub prompt_tokens_with_cache_info: u64,
     pub requests_without_usage: u64,
     pub ttft_us: Vec<u32>,
     pub itl_us: Vec<u32>,
@@ -41,6 +44,10 @@ impl ClientStats {
         if let Some(tokens) = outcome.usage_prompt_tokens {
             self.prompt_tokens += tokens;
             self.requests_with_prompt_usage += 1;
+            if let Some(cached) = outcome.usage_cached_tokens {
+                self.cached_tokens += cached;
+                self.prompt_tokens_with_cache_info += tokens;
+            }
         }
         if let Some(ttft) = outcome.ttft {
             self.ttft_us.push(micros(ttft));
@@ -60,6 +67,8 @@ impl ClientStats {
         self.output_tokens += other.output_tokens;
         self.prompt_tokens += other.prompt_tokens;
         self.requests_with_prompt_usage += other.requests_with_prompt_usage;
+        self.cached_tokens += other.cached_tokens;
+        self.prompt_tokens_with_cache_info += other.prompt_tokens_with_cache_info;
         self.requests_without_usage += other.requests_without_usage;
         self.ttft_us.append(&mut other.ttft_us);
         self.itl_us.append(&mut other.itl_us);
@@ -128,6 +137,7 @@ mod tests {
             content_chunks: 4,
             usage_completion_tokens: Some(8),
             usage_prompt_tokens: Some(100),
+            usage_cached_tokens: Some(64),
             ..RequestOutcome::default()
         };
         stats.record(&ok, &[100, 200, 300]);
@@ -147,6 +157,10 @@ mod tests {
         assert_eq!(stats.requests_without_usage, 1);
         assert_eq!(stats.itl_us, vec![100, 200, 300]);
         assert_eq!(stats.ttft_us, vec![3000]);
+        assert_eq!(
+            (stats.cached_tokens, stats.prompt_tokens_with_cache_info),
+            (64, 100)
+        );
 
         let mut total = ClientStats::default();
         total.merge(stats);

@@ -19,7 +19,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the frontend and in-process workers in one process.
     Serve(ServeArgs),
-    /// Measure a running server.
+    /// Measure a server: closed-loop load or a trace replay.
     #[command(subcommand)]
     Bench(BenchCommand),
 }
@@ -28,6 +28,9 @@ pub enum Command {
 pub enum BenchCommand {
     /// Closed-loop load against an OpenAI endpoint: requests/s, tokens/s, TTFT, ITL.
     Load(switchyard_bench::LoadArgs),
+    /// Replay a Mooncake trace against `serve` with mocker workers (started here unless --url):
+    /// TTFT, ITL, throughput, cache hit rate, worker share.
+    Replay(switchyard_bench::ReplayArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -34,6 +34,15 @@ fn main() -> std::process::ExitCode {
                 }
                 Ok(())
             }
+            Command::Bench(BenchCommand::Replay(args)) => {
+                let report = switchyard_bench::run_replay(&args).await?;
+                if args.json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{}", report.human_text());
+                }
+                Ok(())
+            }
         }
     });
     match result {
