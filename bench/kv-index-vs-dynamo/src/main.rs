@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use dynamo_kv_router::RadixTree;
 use dynamo_kv_router::protocols::{
-    ExternalSequenceBlockHash, KvCacheEvent, KvCacheEventData, KvCacheRemoveData,
-    KvCacheStoreData, KvCacheStoredBlockData, LocalBlockHash, OverlapScores, RouterEvent,
+    ExternalSequenceBlockHash, KvCacheEvent, KvCacheEventData, KvCacheRemoveData, KvCacheStoreData,
+    KvCacheStoredBlockData, LocalBlockHash, OverlapScores, RouterEvent,
 };
-use workload::{Args, Choice, ReplayIndex, ReplayReport, Request, Switchyard, merge, replay};
+use workload::{Args, Choice, ReplayIndex, ReplayReport, Request, Switchyard, best, replay};
 
 /// Counts live heap bytes so each index's footprint is measured the same way.
 struct Counting;
@@ -42,7 +42,10 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        LIVE.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
@@ -113,7 +116,10 @@ impl ReplayIndex for Dynamo {
             KvCacheEvent {
                 event_id,
                 data: KvCacheEventData::Removed(KvCacheRemoveData {
-                    block_hashes: hashes.iter().map(|&h| ExternalSequenceBlockHash(h)).collect(),
+                    block_hashes: hashes
+                        .iter()
+                        .map(|&h| ExternalSequenceBlockHash(h))
+                        .collect(),
                 }),
                 dp_rank: 0,
             },
@@ -156,7 +162,7 @@ fn measure<I: ReplayIndex>(
         heap_bytes = before - LIVE.load(Ordering::Relaxed);
         runs.push(run);
     }
-    let mut report = merge(runs);
+    let mut report = best(runs);
     report.final_distinct_blocks = distinct;
     Measured {
         report,
@@ -183,7 +189,7 @@ fn main() {
     requests.truncate(args.max_requests);
     let blocks: usize = requests.iter().map(|r| r.sequence.len()).sum();
     println!(
-        "trace {}: {} requests, {} blocks of {} tokens; {} run(s) per index and configuration, one thread",
+        "trace {}: {} requests, {} blocks of {} tokens; best of {} run(s) per index and configuration, one thread",
         args.trace,
         requests.len(),
         blocks,
@@ -223,8 +229,7 @@ fn main() {
                     cache,
                     choice,
                 );
-                for (name, mut m) in [("switchyard KvIndex", ours), ("dynamo RadixTree", theirs)]
-                {
+                for (name, mut m) in [("switchyard KvIndex", ours), ("dynamo RadixTree", theirs)] {
                     let distinct = m.report.final_distinct_blocks.max(1) as f64;
                     println!(
                         "{:>7} {:>7} {:>7} {:<18} {:>9.0} {:>9.0} {:>11.3e} {:>7.3} {:>7.3} {:>7.2} {:>7.2} {:>6.3} {:>8} {:>8.1} {:>8}",

@@ -12,9 +12,13 @@
 //!   workers publish no events: recorded blocks expire after a TTL and the oldest are pruned
 //!   when the index grows past its cap ([`ApproxConfig`]).
 //!
-//! Both indexes share one core: a flat hash map from sequence hash to a bitset of dense worker
-//! slots. Because a sequence hash names a block's whole prefix, that map *is* the radix tree;
-//! a lookup is one probe per request block and stops at the first block no worker holds.
+//! Both indexes share one core (`table`): a flat hash map from sequence hash to the block's
+//! place in a *run*, a stretch of consecutive blocks with the same holders (a compressed
+//! radix-tree edge) whose holders are a bitset over dense worker slots. Because a sequence hash
+//! names a block's whole prefix, no parent/child links are needed: a lookup probes the map once
+//! per run, compares the request's following hashes against the run's array, and stops at the
+//! first block no remaining candidate holds. Events split runs where holders diverge and merge
+//! them back when they agree again; a block nobody holds leaves the map.
 //! Everything here is synchronous and does no I/O.
 
 pub mod approx;

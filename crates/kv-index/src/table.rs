@@ -95,11 +95,11 @@ impl OverlapScores {
     }
 }
 
-/// Where a block sits: its run and its offset in the run.
+/// Where a block sits: its run and its position (index in the run = `pos - run.base`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Loc {
     run: u32,
-    off: u32,
+    pos: u32,
 }
 
 /// Holder slots as a bitset: word `k` bit `b` ⇔ slot `64k + b`. Inline for up to 64 slots.
@@ -143,10 +143,46 @@ fn only_holder(h: &Holders, slot: u32) -> bool {
 }
 
 /// Consecutive blocks (as they appeared in a stored sequence) that all have the same holders.
+///
+/// Map entries hold positions relative to `base` (wrapping), so cutting blocks off the front or
+/// prepending blocks only moves `base` and the array, not the other blocks' map entries.
 #[derive(Default)]
 struct Run {
+    base: u32,
     blocks: Vec<SequenceHash>,
     holders: Holders,
+}
+
+impl Run {
+    #[inline]
+    fn index(&self, loc: Loc) -> usize {
+        loc.pos.wrapping_sub(self.base) as usize
+    }
+    #[inline]
+    fn pos(&self, index: usize) -> u32 {
+        self.base.wrapping_add(index as u32)
+    }
+}
+
+/// Length of the common prefix of two hash arrays, eight at a time while they agree (the
+/// compiler turns the fixed-size comparison into a few vector compares).
+#[inline]
+fn common_prefix(a: &[SequenceHash], b: &[SequenceHash]) -> usize {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut i = 0;
+    for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        let x: &[SequenceHash; 8] = x.try_into().unwrap_or(&[0; 8]);
+        let y: &[SequenceHash; 8] = y.try_into().unwrap_or(&[1; 8]);
+        if x != y {
+            break;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 fn alloc_run(
@@ -155,7 +191,11 @@ fn alloc_run(
     blocks: Vec<SequenceHash>,
     holders: Holders,
 ) -> u32 {
-    let run = Run { blocks, holders };
+    let run = Run {
+        base: 0,
+        blocks,
+        holders,
+    };
     match free_runs.pop() {
         Some(id) => {
             runs[id as usize] = run;
@@ -261,6 +301,17 @@ impl BlockTable {
         let mut prev = parent;
         // A run held by `slot` alone whose last block is `prev`: new blocks append to it.
         let mut open: Option<u32> = None;
+        // Probe every block first: the probes are independent, so their cache misses overlap
+        // instead of serialising inside the insert loop; and the common case, a chain of new
+        // blocks, then takes the fast path.
+        let known = blocks
+            .iter()
+            .filter(|b| self.map.contains_key(&hash_of(b)))
+            .count();
+        if known == 0 && !blocks.is_empty() {
+            self.append_new(slot, prev, blocks, &hash_of);
+            return (blocks.len(), 0);
+        }
         let mut i = 0;
         while i < blocks.len() {
             let hash = hash_of(&blocks[i]);
@@ -269,7 +320,7 @@ impl BlockTable {
             let target = open.or_else(|| {
                 let loc = self.map.get(&prev?)?;
                 let run = &self.runs[loc.run as usize];
-                (loc.off as usize + 1 == run.blocks.len() && only_holder(&run.holders, slot))
+                (run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
                     .then_some(loc.run)
             });
             let loc = match self.map.entry(hash) {
@@ -277,11 +328,9 @@ impl BlockTable {
                     let id = match target {
                         Some(id) => {
                             let run = &mut self.runs[id as usize];
+                            let pos = run.pos(run.blocks.len());
                             run.blocks.push(hash);
-                            vacant.insert(Loc {
-                                run: id,
-                                off: (run.blocks.len() - 1) as u32,
-                            });
+                            vacant.insert(Loc { run: id, pos });
                             id
                         }
                         None => {
@@ -289,7 +338,7 @@ impl BlockTable {
                             set_holder(&mut holders, slot);
                             let id =
                                 alloc_run(&mut self.runs, &mut self.free_runs, vec![hash], holders);
-                            vacant.insert(Loc { run: id, off: 0 });
+                            vacant.insert(Loc { run: id, pos: 0 });
                             id
                         }
                     };
@@ -310,7 +359,7 @@ impl BlockTable {
                 continue;
             }
             // The stretch of the event that continues along this run.
-            let off = loc.off as usize;
+            let off = run.index(loc);
             let len = 1 + run.blocks[off + 1..]
                 .iter()
                 .zip(&blocks[i + 1..])
@@ -328,10 +377,49 @@ impl BlockTable {
         (added, duplicate)
     }
 
+    /// Records `blocks`, none of which is in the table, as a chain held by `slot` alone after
+    /// `prev`: appended to `prev`'s run when `slot` alone holds it and it ends there.
+    fn append_new<B>(
+        &mut self,
+        slot: u32,
+        prev: Option<SequenceHash>,
+        blocks: &[B],
+        hash_of: &impl Fn(&B) -> SequenceHash,
+    ) {
+        let target = prev.and_then(|p| {
+            let loc = self.map.get(&p)?;
+            let run = &self.runs[loc.run as usize];
+            (run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
+                .then_some(loc.run)
+        });
+        let id = match target {
+            Some(id) => id,
+            None => {
+                let mut holders = Holders::new();
+                set_holder(&mut holders, slot);
+                alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders)
+            }
+        };
+        let run = &mut self.runs[id as usize];
+        run.blocks.reserve(blocks.len());
+        self.map.reserve(blocks.len());
+        for b in blocks {
+            let hash = hash_of(b);
+            let pos = run.pos(run.blocks.len());
+            run.blocks.push(hash);
+            self.map.insert(hash, Loc { run: id, pos });
+        }
+    }
+
     /// Unmarks `slot` as holding each of `hashes`. Returns (blocks removed, blocks `slot` did
     /// not hold). A block nobody holds any more leaves the table.
     pub(crate) fn remove(&mut self, slot: u32, hashes: &[SequenceHash]) -> (usize, usize) {
         let (mut removed, mut unknown) = (0, 0);
+        // Touch every entry first so the misses overlap (see `store`).
+        let known = hashes.iter().filter(|h| self.map.contains_key(h)).count();
+        if known == 0 {
+            return (0, hashes.len());
+        }
         let mut i = 0;
         while i < hashes.len() {
             let Some(&loc) = self.map.get(&hashes[i]) else {
@@ -346,7 +434,7 @@ impl BlockTable {
                 continue;
             }
             // The stretch of the event that walks along this run, tail first or head first.
-            let (mut lo, mut hi) = (loc.off as usize, loc.off as usize);
+            let (mut lo, mut hi) = (run.index(loc), run.index(loc));
             let mut j = i + 1;
             while j < hashes.len() && lo > 0 && run.blocks[lo - 1] == hashes[j] {
                 lo -= 1;
@@ -404,78 +492,134 @@ impl BlockTable {
     }
 
     /// A run holding exactly `runs[run].blocks[off..off + len]`, splitting `run` as needed.
+    /// The largest piece keeps the run (its map entries stay); the others are re-pointed.
     fn isolate(&mut self, run: u32, off: usize, len: usize) -> u32 {
         let total = self.runs[run as usize].blocks.len();
-        if off + len < total {
-            let tail = self.runs[run as usize].blocks.split_off(off + len);
-            let holders = self.runs[run as usize].holders.clone();
-            self.new_run(tail, holders);
-        }
-        if off == 0 {
+        let (before, after) = (off, total - off - len);
+        if before == 0 && after == 0 {
             return run;
         }
-        let middle = self.runs[run as usize].blocks.split_off(off);
         let holders = self.runs[run as usize].holders.clone();
-        self.new_run(middle, holders)
+        if after >= len && after >= before {
+            // Keep the tail in place.
+            let r = &mut self.runs[run as usize];
+            let head: Vec<_> = r.blocks.drain(..off + len).collect();
+            r.base = r.base.wrapping_add((off + len) as u32);
+            let mut head = head;
+            let middle = head.split_off(off);
+            if !head.is_empty() {
+                self.new_run(head, holders.clone());
+            }
+            self.new_run(middle, holders)
+        } else if before >= len {
+            // Keep the head in place.
+            let r = &mut self.runs[run as usize];
+            let tail = r.blocks.split_off(off + len);
+            let middle = r.blocks.split_off(off);
+            if !tail.is_empty() {
+                self.new_run(tail, holders.clone());
+            }
+            self.new_run(middle, holders)
+        } else {
+            // Keep the middle in place.
+            let r = &mut self.runs[run as usize];
+            let tail = r.blocks.split_off(off + len);
+            let head: Vec<_> = r.blocks.drain(..off).collect();
+            r.base = r.base.wrapping_add(off as u32);
+            if !tail.is_empty() {
+                self.new_run(tail, holders.clone());
+            }
+            if !head.is_empty() {
+                self.new_run(head, holders);
+            }
+            run
+        }
     }
 
-    /// Removes `runs[run].blocks[off..off + len]` from the table; what follows becomes its own
-    /// run (tail-first eviction leaves nothing after, so this is usually a truncation).
+    /// Removes `runs[run].blocks[off..off + len]` from the table; the pieces before and after
+    /// stay runs (the larger one in place). Tail-first eviction makes this a truncation.
     fn delete_range(&mut self, run: u32, off: usize, len: usize) {
         let total = self.runs[run as usize].blocks.len();
-        if off + len < total {
-            let tail = self.runs[run as usize].blocks.split_off(off + len);
-            let holders = self.runs[run as usize].holders.clone();
-            self.new_run(tail, holders);
-        }
-        let blocks = &mut self.runs[run as usize].blocks;
-        for hash in blocks.drain(off..) {
-            self.map.remove(&hash);
-        }
-        if off == 0 {
-            self.runs[run as usize] = Run::default();
-            self.free_runs.push(run);
+        let (before, after) = (off, total - off - len);
+        if after > before {
+            let r = &mut self.runs[run as usize];
+            let mut head: Vec<_> = r.blocks.drain(..off + len).collect();
+            r.base = r.base.wrapping_add((off + len) as u32);
+            for hash in head.drain(off..) {
+                self.map.remove(&hash);
+            }
+            if !head.is_empty() {
+                let holders = self.runs[run as usize].holders.clone();
+                self.new_run(head, holders);
+            }
+        } else {
+            let r = &mut self.runs[run as usize];
+            let tail = r.blocks.split_off(off + len);
+            for hash in r.blocks.drain(off..) {
+                self.map.remove(&hash);
+            }
+            if !tail.is_empty() {
+                let holders = self.runs[run as usize].holders.clone();
+                self.new_run(tail, holders);
+            }
+            if off == 0 {
+                self.runs[run as usize] = Run::default();
+                self.free_runs.push(run);
+            }
         }
     }
 
-    /// Appends run `id` to the run ending in `prev` when their holders are equal.
+    /// Joins run `id` to the run ending in `prev` when their holders are equal, moving the
+    /// shorter one's blocks.
     fn merge_after(&mut self, prev: SequenceHash, id: u32) {
         let Some(&loc) = self.map.get(&prev) else {
             return;
         };
         let target = loc.run;
-        if target == id
-            || loc.off as usize + 1 != self.runs[target as usize].blocks.len()
-            || !same_holders(
-                &self.runs[target as usize].holders,
-                &self.runs[id as usize].holders,
-            )
-        {
+        if target == id {
             return;
         }
-        let moved = std::mem::take(&mut self.runs[id as usize].blocks);
-        let base = self.runs[target as usize].blocks.len() as u32;
-        for (i, hash) in moved.iter().enumerate() {
-            if let Some(l) = self.map.get_mut(hash) {
-                *l = Loc {
-                    run: target,
-                    off: base + i as u32,
-                };
-            }
+        let (t, r) = (&self.runs[target as usize], &self.runs[id as usize]);
+        if t.index(loc) + 1 != t.blocks.len() || !same_holders(&t.holders, &r.holders) {
+            return;
         }
-        self.runs[target as usize].blocks.extend_from_slice(&moved);
-        self.runs[id as usize].holders = Holders::new();
-        self.free_runs.push(id);
+        if t.blocks.len() >= r.blocks.len() {
+            let moved = std::mem::take(&mut self.runs[id as usize].blocks);
+            let t = &mut self.runs[target as usize];
+            let start = t.blocks.len();
+            t.blocks.extend_from_slice(&moved);
+            for (i, hash) in moved.iter().enumerate() {
+                let pos = t.pos(start + i);
+                if let Some(l) = self.map.get_mut(hash) {
+                    *l = Loc { run: target, pos };
+                }
+            }
+            self.runs[id as usize] = Run::default();
+            self.free_runs.push(id);
+        } else {
+            let moved = std::mem::take(&mut self.runs[target as usize].blocks);
+            let r = &mut self.runs[id as usize];
+            r.base = r.base.wrapping_sub(moved.len() as u32);
+            r.blocks.splice(0..0, moved.iter().copied());
+            for (i, hash) in moved.iter().enumerate() {
+                let pos = r.pos(i);
+                if let Some(l) = self.map.get_mut(hash) {
+                    *l = Loc { run: id, pos };
+                }
+            }
+            self.runs[target as usize] = Run::default();
+            self.free_runs.push(target);
+        }
     }
 
     /// A run of blocks already in the map (re-pointed to it).
     fn new_run(&mut self, blocks: Vec<SequenceHash>, holders: Holders) -> u32 {
         let id = alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders);
-        for (off, hash) in blocks.iter().enumerate() {
+        for (i, hash) in blocks.iter().enumerate() {
             if let Some(loc) = self.map.get_mut(hash) {
                 *loc = Loc {
                     run: id,
-                    off: off as u32,
+                    pos: i as u32,
                 };
             }
         }
@@ -507,13 +651,8 @@ impl BlockTable {
     #[inline]
     fn stretch(&self, loc: Loc, blocks: &[SequenceHash], i: usize) -> (usize, &Run) {
         let run = &self.runs[loc.run as usize];
-        let rest = &run.blocks[loc.off as usize + 1..];
-        let len = 1 + rest
-            .iter()
-            .zip(&blocks[i + 1..])
-            .take_while(|(a, b)| a == b)
-            .count();
-        (len, run)
+        let rest = &run.blocks[run.index(loc) + 1..];
+        (1 + common_prefix(rest, &blocks[i + 1..]), run)
     }
 
     #[inline]
@@ -647,7 +786,7 @@ impl BlockTable {
                     self.map.get(h),
                     Some(&Loc {
                         run: id as u32,
-                        off: off as u32
+                        pos: run.pos(off)
                     })
                 );
             }

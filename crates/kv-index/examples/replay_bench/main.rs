@@ -8,7 +8,7 @@
 
 mod workload;
 
-use workload::{Args, Choice, Request, Switchyard, merge, replay};
+use workload::{Args, Choice, Request, Switchyard, best, replay};
 
 fn main() {
     let args = match Args::parse() {
@@ -28,7 +28,7 @@ fn main() {
     requests.truncate(args.max_requests);
     let blocks: usize = requests.iter().map(|r| r.sequence.len()).sum();
     println!(
-        "trace {}: {} requests, {} blocks of {} tokens; {} run(s) per configuration, one thread",
+        "trace {}: {} requests, {} blocks of {} tokens; best of {} run(s) per configuration, one thread",
         args.trace,
         requests.len(),
         blocks,
@@ -80,7 +80,7 @@ fn run_config(args: &Args, requests: &[Request], choice: Choice, workers: usize,
         distinct = run.final_distinct_blocks;
         runs.push(run);
     }
-    let mut total = merge(runs);
+    let mut total = best(runs);
     total.final_distinct_blocks = distinct;
     println!(
         "{:>7} {:>7} {:>8} {:>10.0} {:>10.0} {:>12.3e} {:>7.2} {:>7.2} {:>6.3} {:>8} {:>7} {:>7.1}",
