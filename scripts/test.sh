@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The project's one test command (CI runs it through .ci/run):
 #   system packages -> Python venv -> test models -> cargo fmt --check -> clippy -D warnings
-#   -> Rust tests -> release build -> Python end-to-end suite (official openai client).
+#   -> Rust tests -> Python end-to-end suite (official openai client) against the binary the
+#   Rust tests built (dev profile; dependencies are optimized, see Cargo.toml), so the run
+#   compiles the workspace once rather than twice.
 #
 #   ./scripts/test.sh                # everything
-#   ./scripts/test.sh --python-only  # skip fmt/clippy/Rust tests (still builds the release binary)
+#   ./scripts/test.sh --python-only  # skip fmt/clippy/Rust tests (still builds the binary)
 #
 # Idempotent: re-running only re-does what changed. Extra arguments after `--` go to pytest.
 set -euo pipefail
@@ -136,7 +138,7 @@ rust_tests() {
 python_tests() {
   # pytest exits 5 when it collected nothing: treat that as a failure too (a suite that
   # silently vanished is not a pass).
-  SWITCHYARD_BIN="$repo_root/target/release/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
+  SWITCHYARD_BIN="$repo_root/target/debug/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
 }
 
 stage "system packages" install_system_packages
@@ -148,7 +150,7 @@ if [[ $python_only -eq 0 ]]; then
   stage "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
   stage "rust tests" rust_tests
 fi
-stage "release build" cargo build --release -p switchyard
+stage "binary" cargo build -p switchyard
 stage "python e2e tests" python_tests
 
 echo

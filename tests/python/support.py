@@ -47,7 +47,7 @@ def _kill_leftovers() -> None:
 
 
 def server_binary() -> Path:
-    path = Path(os.environ.get("SWITCHYARD_BIN", "target/release/switchyard"))
+    path = Path(os.environ.get("SWITCHYARD_BIN", "target/debug/switchyard"))
     if not path.is_absolute():
         path = REPO_ROOT / path
     return path
