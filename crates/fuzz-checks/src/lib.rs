@@ -1,0 +1,65 @@
+//! Checkers for the fuzz targets in `fuzz/` (libFuzzer, `cargo fuzz`), as plain functions so
+//! that the regular test suite runs the committed seeds (`fuzz/seeds/<target>/`) through the
+//! very same code without libFuzzer or a nightly toolchain.
+//!
+//! Each checker takes arbitrary bytes and panics only when it finds a bug: a panic inside the
+//! code under test, or a broken invariant it asserts. Errors returned by the code under test are
+//! fine: bad input must give a clear error, never a panic or a hang.
+//!
+//! - [`check_openai_request`]: request bodies → `ChatCompletionRequest` / `CompletionRequest`
+//!   parse, `validate`, `Prompt::into_inputs` (crates/protocol).
+//! - [`check_chat_template`]: hostile chat messages rendered through the Qwen3 and Gemma 3 chat
+//!   templates (crates/preprocess).
+//! - [`check_postprocess`]: token id streams through `PostProcessor` over the Qwen3 tokenizer,
+//!   compared with a one-shot `decode` (crates/postprocess).
+//! - [`check_sse_client`]: the load generator's SSE parser under arbitrary frame splits, and its
+//!   chunk classifier (crates/bench).
+//!
+//! [`ByteSource`] turns fuzz bytes into structured choices; [`models`] loads the test models
+//! (`scripts/fetch-test-models.sh`) once per process; [`TARGETS`] and [`check`] name the checkers
+//! for the fuzz binaries and the seed test.
+
+mod bytes;
+mod chat_template;
+pub mod models;
+mod openai_request;
+mod postprocess;
+mod sse_client;
+
+pub use bytes::ByteSource;
+pub use chat_template::check_chat_template;
+pub use openai_request::check_openai_request;
+pub use postprocess::check_postprocess;
+pub use sse_client::check_sse_client;
+
+/// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
+pub const TARGETS: [&str; 4] = [
+    "openai_request",
+    "chat_template",
+    "postprocess",
+    "sse_client",
+];
+
+/// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
+/// input, so that one-off start-up work does not count against a per-input timeout.
+pub fn warm_up(target: &str) {
+    match target {
+        "chat_template" => chat_template::warm_up(),
+        "postprocess" => {
+            models::qwen3();
+        }
+        _ => {}
+    }
+}
+
+/// Runs the checker of `target` on `data`; `None` if there is no such target.
+pub fn check(target: &str, data: &[u8]) -> Option<()> {
+    match target {
+        "openai_request" => check_openai_request(data),
+        "chat_template" => check_chat_template(data),
+        "postprocess" => check_postprocess(data),
+        "sse_client" => check_sse_client(data),
+        _ => return None,
+    }
+    Some(())
+}
