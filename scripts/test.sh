@@ -138,7 +138,7 @@ rust_tests() {
 python_tests() {
   # pytest exits 5 when it collected nothing: treat that as a failure too (a suite that
   # silently vanished is not a pass).
-  SWITCHYARD_BIN="$repo_root/target/debug/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
+  SWITCHYARD_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
 }
 
 stage "system packages" install_system_packages
