@@ -67,38 +67,25 @@ pub struct CommonParams {
 impl CommonParams {
     /// Range checks shared by both endpoints; every failure names its field.
     pub fn validate(&self) -> Result<(), ApiError> {
-        if let Some(t) = self.temperature
-            && !(0.0..=2.0).contains(&t)
-        {
-            return Err(ApiError::invalid_param(
-                "temperature",
-                format!("temperature must be between 0 and 2, got {t}"),
-            ));
-        }
-        if let Some(p) = self.top_p
-            && !(p > 0.0 && p <= 1.0)
-        {
-            return Err(ApiError::invalid_param(
-                "top_p",
-                format!("top_p must be in (0, 1], got {p}"),
-            ));
-        }
-        if let Some(p) = self.min_p
-            && !(0.0..=1.0).contains(&p)
-        {
-            return Err(ApiError::invalid_param(
-                "min_p",
-                format!("min_p must be in [0, 1], got {p}"),
-            ));
-        }
-        if let Some(k) = self.top_k
-            && (k < -1 || k == 0)
-        {
-            return Err(ApiError::invalid_param(
-                "top_k",
-                format!("top_k must be -1 (disabled) or at least 1, got {k}"),
-            ));
-        }
+        check_range(
+            "temperature",
+            self.temperature,
+            |t| (0.0..=2.0).contains(&t),
+            "between 0 and 2",
+        )?;
+        check_range("top_p", self.top_p, |p| p > 0.0 && p <= 1.0, "in (0, 1]")?;
+        check_range(
+            "min_p",
+            self.min_p,
+            |p| (0.0..=1.0).contains(&p),
+            "in [0, 1]",
+        )?;
+        check_range(
+            "top_k",
+            self.top_k,
+            |k| k == -1 || k >= 1,
+            "-1 (disabled) or at least 1",
+        )?;
         if let Some(n) = self.n {
             if n < 1 {
                 return Err(ApiError::invalid_param(
@@ -143,27 +130,24 @@ impl CommonParams {
                 ));
             }
         }
-        for (name, value) in [
-            ("presence_penalty", self.presence_penalty),
-            ("frequency_penalty", self.frequency_penalty),
-        ] {
-            if let Some(v) = value
-                && !(-2.0..=2.0).contains(&v)
-            {
-                return Err(ApiError::invalid_param(
-                    name,
-                    format!("{name} must be between -2 and 2, got {v}"),
-                ));
-            }
-        }
-        if let Some(v) = self.repetition_penalty
-            && !(v > 0.0 && v <= 2.0)
-        {
-            return Err(ApiError::invalid_param(
-                "repetition_penalty",
-                format!("repetition_penalty must be in (0, 2], got {v}"),
-            ));
-        }
+        check_range(
+            "presence_penalty",
+            self.presence_penalty,
+            |v| (-2.0..=2.0).contains(&v),
+            "between -2 and 2",
+        )?;
+        check_range(
+            "frequency_penalty",
+            self.frequency_penalty,
+            |v| (-2.0..=2.0).contains(&v),
+            "between -2 and 2",
+        )?;
+        check_range(
+            "repetition_penalty",
+            self.repetition_penalty,
+            |v| v > 0.0 && v <= 2.0,
+            "in (0, 2]",
+        )?;
         if let Some(stop) = &self.stop {
             let n = match stop {
                 StopSpec::One(s) => usize::from(!s.is_empty()),
@@ -191,6 +175,22 @@ impl CommonParams {
         self.stream_options
             .as_ref()
             .is_some_and(|o| o.include_usage || o.continuous_usage_stats)
+    }
+}
+
+/// A 400 naming `param` unless the value is absent or `valid`.
+fn check_range<T: Copy + std::fmt::Display>(
+    param: &str,
+    value: Option<T>,
+    valid: impl Fn(T) -> bool,
+    expected: &str,
+) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !valid(v) => Err(ApiError::invalid_param(
+            param,
+            format!("{param} must be {expected}, got {v}"),
+        )),
+        _ => Ok(()),
     }
 }
 
