@@ -149,8 +149,12 @@ if [[ $python_only -eq 0 ]]; then
   stage "cargo fmt --check" cargo fmt --all -- --check
   stage "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
   stage "rust tests" rust_tests
+else
+  # The Rust tests build the binary (the CLI's integration tests run it); only build it here
+  # when they were skipped. (A separate `cargo build -p switchyard` resolves features for that
+  # package alone and would rebuild much of the dependency tree.)
+  stage "binary" cargo build -p switchyard
 fi
-stage "binary" cargo build -p switchyard
 stage "python e2e tests" python_tests
 
 echo
