@@ -122,7 +122,7 @@ class Server:
         if not binary.exists():
             raise ServerError(
                 f"server binary {binary} not found: build it with "
-                "`cargo build --release -p switchyard` or set SWITCHYARD_BIN"
+                "`cargo build -p switchyard` or set SWITCHYARD_BIN"
             )
         if not (MODEL_DIR / "tokenizer.json").exists():
             raise ServerError(f"{MODEL_DIR} has no tokenizer.json: run scripts/fetch-test-models.sh")
