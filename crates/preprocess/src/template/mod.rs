@@ -68,6 +68,8 @@ struct Compiled {
     env: Environment<'static>,
     special_tokens: Vec<(String, Value)>,
     source: String,
+    /// [`ChatTemplate::accepts_content_parts`], decided once at compile time.
+    accepts_content_parts: bool,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -122,6 +124,7 @@ impl ChatTemplate {
             inner: Arc::new(Compiled {
                 env,
                 special_tokens,
+                accepts_content_parts: walks_content_parts(source),
                 source: source.to_string(),
             }),
         })
@@ -135,24 +138,7 @@ impl ChatTemplate {
     /// Whether the template itself walks a message's `content` as a list of parts (as Gemma's
     /// and Llama 4's do); if not, callers should [`flatten_text_content`] first, as vLLM does.
     pub fn accepts_content_parts(&self) -> bool {
-        let src = &self.inner.source;
-        // A `for` over a message's content, or a type test on it, means the template handles
-        // lists itself.
-        const CONTENT_ACCESSES: [&str; 4] = [
-            "message['content']",
-            "message[\"content\"]",
-            "message.content",
-            "content",
-        ];
-        src.split("{%").skip(1).any(|block| {
-            let statement = block.split("%}").next().unwrap_or_default();
-            let statement = statement.trim_start_matches(['-', '+']).trim_start();
-            statement.starts_with("for ")
-                && statement.split(" in ").nth(1).is_some_and(|iterable| {
-                    let iterable = iterable.trim_end_matches(['-', '+', ' ']).trim();
-                    CONTENT_ACCESSES.iter().any(|a| iterable.starts_with(a))
-                })
-        })
+        self.inner.accepts_content_parts
     }
 
     /// Renders the conversation so that the model continues its final message (OpenAI extra
@@ -523,6 +509,27 @@ pub fn flatten_text_content(messages: &mut [JsonValue]) {
         }
         *content = JsonValue::String(joined);
     }
+}
+
+/// Whether a template source walks a message's `content` as a list (a `for` over it).
+fn walks_content_parts(src: &str) -> bool {
+    // A `for` over a message's content, or a type test on it, means the template handles
+    // lists itself.
+    const CONTENT_ACCESSES: [&str; 4] = [
+        "message['content']",
+        "message[\"content\"]",
+        "message.content",
+        "content",
+    ];
+    src.split("{%").skip(1).any(|block| {
+        let statement = block.split("%}").next().unwrap_or_default();
+        let statement = statement.trim_start_matches(['-', '+']).trim_start();
+        statement.starts_with("for ")
+            && statement.split(" in ").nth(1).is_some_and(|iterable| {
+                let iterable = iterable.trim_end_matches(['-', '+', ' ']).trim();
+                CONTENT_ACCESSES.iter().any(|a| iterable.starts_with(a))
+            })
+    })
 }
 
 #[cfg(test)]
