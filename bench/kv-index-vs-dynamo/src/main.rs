@@ -172,30 +172,7 @@ fn measure<I: ReplayIndex>(
 }
 
 fn main() {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("kv-index-vs-dynamo: {e}");
-            std::process::exit(2);
-        }
-    };
-    let mut requests = match workload::load_trace(&args.trace, args.block_tokens) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("kv-index-vs-dynamo: {e}");
-            std::process::exit(1);
-        }
-    };
-    requests.truncate(args.max_requests);
-    let blocks: usize = requests.iter().map(|r| r.sequence.len()).sum();
-    println!(
-        "trace {}: {} requests, {} blocks of {} tokens; best of {} run(s) per index and configuration, one thread",
-        args.trace,
-        requests.len(),
-        blocks,
-        args.block_tokens,
-        args.repeat
-    );
+    let (args, requests) = workload::setup("kv-index-vs-dynamo", "per index and configuration");
     println!(
         "{:>7} {:>7} {:>7} {:<18} {:>9} {:>9} {:>11} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8}",
         "choice",

@@ -207,7 +207,8 @@ impl LoadReport {
     }
 }
 
-fn ms(value: Option<f64>) -> String {
+/// Milliseconds with precision that suits their size; `-` when there is no sample.
+pub(crate) fn ms(value: Option<f64>) -> String {
     match value {
         None => "-".to_string(),
         Some(v) if v < 10.0 => format!("{v:.2}"),

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::report::ms;
 use crate::stats::Percentiles;
 
 /// A whole replay. Latencies are wall clock; with `--speedup X` the simulated engine ran X times
@@ -192,15 +193,6 @@ fn write_latencies(out: &mut String, ttft: &Quantiles, itl: &Quantiles, e2e: &Qu
         ms(e2e.p50),
         ms(e2e.p99)
     );
-}
-
-fn ms(value: Option<f64>) -> String {
-    match value {
-        None => "-".to_string(),
-        Some(v) if v < 10.0 => format!("{v:.2}"),
-        Some(v) if v < 100.0 => format!("{v:.1}"),
-        Some(v) => format!("{v:.0}"),
-    }
 }
 
 #[cfg(test)]

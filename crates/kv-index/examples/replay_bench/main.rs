@@ -11,30 +11,7 @@ mod workload;
 use workload::{Args, Choice, Request, Switchyard, best, replay};
 
 fn main() {
-    let args = match Args::parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("replay_bench: {e}");
-            std::process::exit(2);
-        }
-    };
-    let mut requests = match workload::load_trace(&args.trace, args.block_tokens) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("replay_bench: {e}");
-            std::process::exit(1);
-        }
-    };
-    requests.truncate(args.max_requests);
-    let blocks: usize = requests.iter().map(|r| r.sequence.len()).sum();
-    println!(
-        "trace {}: {} requests, {} blocks of {} tokens; best of {} run(s) per configuration, one thread",
-        args.trace,
-        requests.len(),
-        blocks,
-        args.block_tokens,
-        args.repeat
-    );
+    let (args, requests) = workload::setup("replay_bench", "per configuration");
     println!(
         "{:>7} {:>7} {:>8} {:>10} {:>10} {:>12} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7}",
         "choice",

@@ -394,6 +394,30 @@ pub struct Args {
     pub choices: Vec<Choice>,
 }
 
+/// Parses the arguments and loads the trace, or exits with a message naming `program`; prints
+/// the trace summary line. `what` says what is timed ("per configuration", ...).
+pub fn setup(program: &str, what: &str) -> (Args, Vec<Request>) {
+    let args = Args::parse().unwrap_or_else(|e| {
+        eprintln!("{program}: {e}");
+        std::process::exit(2);
+    });
+    let mut requests = load_trace(&args.trace, args.block_tokens).unwrap_or_else(|e| {
+        eprintln!("{program}: {e}");
+        std::process::exit(1);
+    });
+    requests.truncate(args.max_requests);
+    let blocks: usize = requests.iter().map(|r| r.sequence.len()).sum();
+    println!(
+        "trace {}: {} requests, {} blocks of {} tokens; best of {} run(s) {what}, one thread",
+        args.trace,
+        requests.len(),
+        blocks,
+        args.block_tokens,
+        args.repeat
+    );
+    (args, requests)
+}
+
 impl Args {
     pub fn parse() -> Result<Self, String> {
         let mut args = Self {
