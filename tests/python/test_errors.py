@@ -30,6 +30,7 @@ BAD_CHAT_PARAMS = [
     ("top_p_above_1", {"top_p": 1.5}, "top_p"),
     ("n_zero", {"n": 0}, "n"),
     ("max_tokens_negative", {"max_tokens": -1}, "max_tokens"),
+    ("cache_salt_empty", {"extra_body": {"cache_salt": ""}}, "cache_salt"),
 ]
 
 

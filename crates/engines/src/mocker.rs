@@ -157,9 +157,8 @@ pub struct MockerConfigError(String);
 /// The simulated engine. Dropping it lets the scheduler task finish the requests it holds and
 /// exit.
 pub struct MockerEngine {
+    /// With prefix caching on, prompts are hashed on the caller's task, by their cache key.
     config: MockerConfig,
-    /// Present when prefix caching is on: prompts are hashed on the caller's task.
-    hasher: Option<BlockHasher>,
     intake: mpsc::UnboundedSender<Command>,
     counters: Arc<Counters>,
 }
@@ -189,12 +188,8 @@ impl MockerEngine {
         );
         let (intake, intake_rx) = mpsc::unbounded_channel();
         runtime.spawn(scheduler::run(scheduler, intake_rx, config.speedup_ratio));
-        let hasher = config
-            .enable_prefix_caching
-            .then(|| BlockHasher::new(config.block_size, None));
         Ok(MockerEngine {
             config,
-            hasher,
             intake,
             counters,
         })
@@ -301,13 +296,17 @@ impl Engine for MockerEngine {
         let (tx, rx) = mpsc::channel(OUTPUT_CHANNEL_CAPACITY);
         let seed = TokenSampler::seed_for(request.sampling.seed, &request.token_ids);
         // Hashed here, on the caller's task, so many callers hash in parallel.
-        let hashes = self
-            .hasher
+        let hasher = self
+            .config
+            .enable_prefix_caching
+            .then(|| BlockHasher::for_cache_key(self.config.block_size, &request.cache_key));
+        let hashes = hasher
             .map(|h| h.hash_blocks(&request.token_ids))
             .unwrap_or_default();
         let sequence = Sequence::new(
             request.request_id,
             request.token_ids,
+            hasher,
             hashes,
             request.stop,
             TokenSampler::new(seed, self.config.vocab_size),

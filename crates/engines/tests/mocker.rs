@@ -74,6 +74,40 @@ async fn settle(mut done: impl FnMut() -> bool) -> bool {
 }
 
 #[tokio::test(start_paused = true)]
+async fn cached_blocks_are_shared_only_within_one_cache_salt() {
+    let engine = MockerEngine::new(config(1.0)).unwrap();
+    let with_salt = |id: &str, salt: Option<&str>| {
+        let mut r = request(id, 40, 2);
+        r.cache_key.cache_salt = salt.map(str::to_owned);
+        r
+    };
+    let first = collect(engine.generate(with_salt("a", Some("x"))))
+        .await
+        .unwrap();
+    assert_eq!(first[0].cached_tokens, Some(0));
+    let other_salt = collect(engine.generate(with_salt("b", Some("y"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        other_salt[0].cached_tokens,
+        Some(0),
+        "another salt must not hit"
+    );
+    let no_salt = collect(engine.generate(with_salt("c", None)))
+        .await
+        .unwrap();
+    assert_eq!(
+        no_salt[0].cached_tokens,
+        Some(0),
+        "no salt must not hit salted blocks"
+    );
+    let same_salt = collect(engine.generate(with_salt("d", Some("x"))))
+        .await
+        .unwrap();
+    assert_eq!(same_salt[0].cached_tokens, Some(32));
+}
+
+#[tokio::test(start_paused = true)]
 async fn produces_exactly_max_tokens_then_length() {
     let engine = MockerEngine::new(config(1.0)).unwrap();
     let items = collect(engine.generate(request("a", 40, 25)))

@@ -9,7 +9,7 @@ use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput,
 };
 use switchyard_protocol::{
-    ApiError, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
+    ApiError, CacheKey, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
 };
 use switchyard_router::{Router, RouterConfig, RouterError};
 use switchyard_runtime::request_plane::RequestPlane;
@@ -251,6 +251,10 @@ impl ModelPipeline {
             },
             output: OutputOptions {
                 skip_special_tokens: common.skip_special_tokens.unwrap_or(true),
+            },
+            cache_key: CacheKey {
+                lora_name: None,
+                cache_salt: common.cache_salt.clone(),
             },
         })
     }

@@ -13,6 +13,7 @@
 //! growing sequence token by token without rehashing what is already hashed.
 
 use switchyard_protocol::kv::{ContentHash, SequenceHash, StoredBlock};
+use switchyard_protocol::llm::CacheKey;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64, xxh3_64_with_seed};
 
 /// Blocks up to this many bytes (256 tokens) are hashed in one shot from a stack buffer; larger
@@ -34,6 +35,27 @@ impl BlockHasher {
         Self {
             block_size: block_size.max(1),
             seed: salt.map_or(0, |s| xxh3_64(s.as_bytes())),
+        }
+    }
+
+    /// The hasher for requests with `key`: no LoRA and no salt hash as [`BlockHasher::new`]
+    /// without a salt; otherwise the seed covers both parts, each tagged and length-prefixed, so
+    /// a LoRA named `x` and a salt `x` (or any split of the same bytes) never share blocks.
+    pub fn for_cache_key(block_size: u32, key: &CacheKey) -> Self {
+        if key.is_empty() {
+            return Self::new(block_size, None);
+        }
+        let mut state = Xxh3::new();
+        for (tag, part) in [(b'L', &key.lora_name), (b'S', &key.cache_salt)] {
+            if let Some(part) = part {
+                state.update(&[tag]);
+                state.update(&(part.len() as u64).to_le_bytes());
+                state.update(part.as_bytes());
+            }
+        }
+        Self {
+            block_size: block_size.max(1),
+            seed: state.digest(),
         }
     }
 
@@ -197,6 +219,47 @@ mod tests {
         (0..n)
             .map(|i| i.wrapping_mul(2_654_435_761) ^ offset)
             .collect()
+    }
+
+    #[test]
+    fn cache_key_parts_change_every_hash_and_never_alias() {
+        let prompt = tokens(8, 7);
+        let key = |lora: Option<&str>, salt: Option<&str>| CacheKey {
+            lora_name: lora.map(str::to_owned),
+            cache_salt: salt.map(str::to_owned),
+        };
+        let hashes = |k: &CacheKey| {
+            BlockHasher::for_cache_key(4, k)
+                .hash_blocks(&prompt)
+                .iter()
+                .map(|b| b.sequence_hash)
+                .collect::<Vec<_>>()
+        };
+        // No key hashes exactly as an unsalted hasher, so workers without the field agree.
+        assert_eq!(hashes(&CacheKey::default()), {
+            let h = BlockHasher::new(4, None).hash_blocks(&prompt);
+            h.iter().map(|b| b.sequence_hash).collect::<Vec<_>>()
+        });
+        let variants = [
+            key(None, None),
+            key(Some("x"), None),
+            key(None, Some("x")),
+            key(Some("x"), Some("x")),
+            key(Some("xy"), None),
+            key(Some("x"), Some("y")),
+            key(Some(""), None),
+            key(None, Some("")),
+        ];
+        for (i, a) in variants.iter().enumerate() {
+            for b in &variants[i + 1..] {
+                let (ha, hb) = (hashes(a), hashes(b));
+                assert!(
+                    ha.iter().all(|h| !hb.contains(h)),
+                    "{a:?} and {b:?} share a block hash"
+                );
+            }
+        }
+        assert_eq!(hashes(&variants[5]), hashes(&key(Some("x"), Some("y"))));
     }
 
     #[test]

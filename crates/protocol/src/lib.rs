@@ -18,6 +18,6 @@ pub mod openai;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{
-    EngineOutput, FinishReason, OutputOptions, PreprocessedRequest, SamplingOptions,
+    CacheKey, EngineOutput, FinishReason, OutputOptions, PreprocessedRequest, SamplingOptions,
     StopConditions, TokenId,
 };

@@ -63,6 +63,28 @@ pub struct PreprocessedRequest {
     pub sampling: SamplingOptions,
     pub stop: StopConditions,
     pub output: OutputOptions,
+    /// What the KV cache may be shared with: requests reuse each other's cached blocks only when
+    /// both hints are equal (engines key their prefix caches on them, routers their hashes).
+    #[serde(default)]
+    pub cache_key: CacheKey,
+}
+
+/// The parts of a request besides its tokens that decide which cached blocks it may reuse.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CacheKey {
+    /// LoRA adapter the request runs with: its KV differs from the base model's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_name: Option<String>,
+    /// Caller-chosen isolation (vLLM's `cache_salt`): only requests with the same salt share
+    /// cached blocks, so one tenant cannot probe another's prompts by timing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_salt: Option<String>,
+}
+
+impl CacheKey {
+    pub fn is_empty(&self) -> bool {
+        self.lora_name.is_none() && self.cache_salt.is_none()
+    }
 }
 
 /// How the frontend turns tokens back into text (engines that return text honour it too).

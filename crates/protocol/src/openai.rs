@@ -61,6 +61,8 @@ pub struct CommonParams {
     pub min_tokens: Option<i64>,
     /// vLLM extension: keep special tokens such as `<|im_end|>` in the text when false.
     pub skip_special_tokens: Option<bool>,
+    /// vLLM extension: only requests with the same salt share prefix-cache blocks.
+    pub cache_salt: Option<String>,
     pub user: Option<String>,
 }
 
@@ -86,6 +88,12 @@ impl CommonParams {
             |k| k == -1 || k >= 1,
             "-1 (disabled) or at least 1",
         )?;
+        if self.cache_salt.as_deref() == Some("") {
+            return Err(ApiError::invalid_param(
+                "cache_salt",
+                "cache_salt must be a non-empty string if provided",
+            ));
+        }
         if let Some(n) = self.n {
             if n < 1 {
                 return Err(ApiError::invalid_param(

@@ -375,7 +375,7 @@ impl Router {
         request: &PreprocessedRequest,
         block_size: u32,
     ) -> (usize, u32) {
-        let hasher = BlockHasher::new(block_size, None);
+        let hasher = BlockHasher::for_cache_key(block_size, &request.cache_key);
         let mut hashes = Vec::with_capacity(request.token_ids.len() / block_size as usize + 1);
         hasher.sequence_hashes_into(&request.token_ids, &mut hashes);
         let mut scores = OverlapScores::default();
@@ -580,6 +580,45 @@ mod tests {
             ),
             (0, 0, 10, 8)
         );
+    }
+
+    #[test]
+    fn a_cache_salt_only_matches_blocks_stored_under_the_same_salt() {
+        let router = Router::new("m", RouterConfig::new(RouterMode::Kv));
+        router.set_workers(&[kv_instance(1, 4), kv_instance(2, 4)]);
+        let tokens: Vec<u32> = (0..32).collect();
+        let salted = switchyard_protocol::CacheKey {
+            lora_name: None,
+            cache_salt: Some("tenant-a".into()),
+        };
+        let salted_blocks = BlockHasher::for_cache_key(4, &salted).hash_blocks(&tokens);
+        router.apply_kv_event(
+            WorkerId(2),
+            &KvCacheEvent {
+                event_id: 1,
+                data: switchyard_protocol::kv::KvCacheEventData::Stored {
+                    parent: None,
+                    blocks: salted_blocks,
+                },
+            },
+        );
+        let unsalted = router.select(&prompt(0..32)).unwrap();
+        assert_eq!(
+            unsalted.overlap_blocks(),
+            0,
+            "no salt must not see salted blocks"
+        );
+        drop(unsalted);
+        let mut request = prompt(0..32);
+        request.cache_key = salted;
+        let same_salt = router.select(&request).unwrap();
+        assert_eq!(
+            (same_salt.worker().id, same_salt.overlap_blocks()),
+            (WorkerId(2), 8)
+        );
+        drop(same_salt);
+        request.cache_key.cache_salt = Some("tenant-b".into());
+        assert_eq!(router.select(&request).unwrap().overlap_blocks(), 0);
     }
 
     #[test]

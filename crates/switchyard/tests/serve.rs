@@ -287,4 +287,29 @@ fn kv_routing_sends_a_repeated_prefix_to_the_worker_that_cached_it() {
         .iter()
         .sum();
     assert!(overlap >= 60.0, "router saw the overlap: {overlap}");
+
+    // A cache salt isolates: the same prompt under a new salt finds nothing, then finds its own.
+    let salted_cached = |question: &str| {
+        let req = json!({"model": "echo-model", "prompt": format!("{shared} {question}"),
+                         "max_tokens": 4, "cache_salt": "tenant-a"});
+        let (status, body) = http_request(server.port, "POST", "/v1/completions", Some(&req));
+        assert_eq!(status, 200, "{body}");
+        let resp: Value = serde_json::from_str(&body).unwrap();
+        resp["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    assert_eq!(salted_cached("question 0"), 0, "a new salt shares no blocks");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let hit = salted_cached("question 1");
+        if hit >= 320 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the salted prefix was never reused under its own salt (last hit {hit})"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

@@ -23,7 +23,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_protocol::FinishReason;
 use switchyard_protocol::kv::{KvCacheEvent, KvCacheEventData};
 use tokio::sync::mpsc::error::TryRecvError;
@@ -86,8 +85,8 @@ struct Publisher {
 pub(crate) struct Scheduler {
     limits: BatchLimits,
     kv: KvManager,
-    /// Present when prefix caching is on.
-    hasher: Option<BlockHasher>,
+    /// Whether sequences hash their blocks and reuse cached ones.
+    prefix_caching: bool,
     timing: TimingModel,
     waiting: VecDeque<Sequence>,
     /// In admission order: the last one is the newest, the first to be preempted.
@@ -109,13 +108,11 @@ impl Scheduler {
         counters: Arc<Counters>,
         sink: Option<Arc<dyn EngineEventSink>>,
     ) -> Self {
-        let hasher = kv
-            .prefix_caching()
-            .then(|| BlockHasher::new(kv.block_size() as u32, None));
+        let prefix_caching = kv.prefix_caching();
         Scheduler {
             limits,
             kv,
-            hasher,
+            prefix_caching,
             timing,
             waiting: VecDeque::new(),
             running: Vec::with_capacity(limits.max_num_seqs),
@@ -186,14 +183,14 @@ impl Scheduler {
     pub fn complete_step(&mut self) {
         let Scheduler {
             kv,
-            hasher,
+            prefix_caching,
             running,
             ..
         } = self;
         running.retain_mut(|seq| {
             seq.run_scheduled();
-            if let Some(hasher) = hasher {
-                seq.extend_hashes(hasher, seq.computed / kv.block_size());
+            if *prefix_caching {
+                seq.extend_hashes(seq.computed / kv.block_size());
                 kv.register_full_blocks(&mut seq.kv, &seq.hashes, seq.computed);
             }
             let delivery = seq.deliver();
@@ -362,10 +359,10 @@ impl Scheduler {
             };
             let total = head.total_tokens();
             let mut hit = 0;
-            if let Some(hasher) = &self.hasher {
+            if self.prefix_caching {
                 // At least the last token is computed: its logits produce the next token.
                 let max_hit = total.saturating_sub(1) / block_size;
-                head.extend_hashes(hasher, max_hit);
+                head.extend_hashes(max_hit);
                 hit = self.kv.cached_prefix_len(&head.hashes[..max_hit]);
             }
             let cached_tokens = hit * block_size;
@@ -472,6 +469,8 @@ pub(crate) async fn run(
 mod tests {
     use std::collections::{HashMap, HashSet};
 
+    use switchyard_kv_index::hashing::BlockHasher;
+
     use parking_lot::Mutex;
     use switchyard_protocol::kv::SequenceHash;
     use switchyard_protocol::{EngineOutput, StopConditions, TokenId};
@@ -524,9 +523,13 @@ mod tests {
             ..Default::default()
         };
         s.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        let hasher = s
+            .prefix_caching
+            .then(|| BlockHasher::new(s.kv.block_size() as u32, None));
         s.enqueue(Sequence::new(
             format!("r{}", prompt.len()),
             prompt,
+            hasher,
             Vec::new(),
             stop,
             TokenSampler::new(1, 100),

@@ -88,6 +88,9 @@ pub(crate) struct Sequence {
     /// Hashes of the first full blocks of `tokens`, extended as blocks fill (empty without
     /// prefix caching).
     pub hashes: Vec<StoredBlock>,
+    /// Hashes this request's blocks (seeded by its LoRA / cache salt); `None` without prefix
+    /// caching.
+    hasher: Option<BlockHasher>,
     pub generated: usize,
     pub computed: usize,
     /// Tokens to compute in the step being built.
@@ -104,10 +107,11 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
-    /// `hashes` are the prompt's full-block hashes if the engine caches prefixes.
+    /// `hashes` are the prompt's full-block hashes by `hasher` if the engine caches prefixes.
     pub fn new(
         request_id: String,
         prompt: Vec<TokenId>,
+        hasher: Option<BlockHasher>,
         hashes: Vec<StoredBlock>,
         stop: StopConditions,
         sampler: TokenSampler,
@@ -117,6 +121,7 @@ impl Sequence {
             request_id,
             tokens: prompt,
             hashes,
+            hasher,
             generated: 0,
             computed: 0,
             scheduled: 0,
@@ -136,8 +141,11 @@ impl Sequence {
     }
 
     /// Extends `hashes` over the first `blocks` full blocks of the known tokens (fewer if fewer
-    /// are full). Hashes only blocks not hashed yet.
-    pub fn extend_hashes(&mut self, hasher: &BlockHasher, blocks: usize) {
+    /// are full). Hashes only blocks not hashed yet; nothing without prefix caching.
+    pub fn extend_hashes(&mut self, blocks: usize) {
+        let Some(hasher) = self.hasher else {
+            return;
+        };
         let block_size = hasher.block_size() as usize;
         let blocks = blocks.min(self.tokens.len() / block_size);
         while self.hashes.len() < blocks {
@@ -258,7 +266,7 @@ mod tests {
         let prompt: Vec<TokenId> = (0..prompt_len as TokenId).collect();
         let sampler = TokenSampler::new(TokenSampler::seed_for(None, &prompt), 1000);
         (
-            Sequence::new("r".into(), prompt, Vec::new(), stop, sampler, tx),
+            Sequence::new("r".into(), prompt, None, Vec::new(), stop, sampler, tx),
             rx,
         )
     }
