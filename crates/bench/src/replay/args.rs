@@ -72,6 +72,12 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1.0)]
     pub speedup: f64,
 
+    /// Multiplies the trace's request rate on top of --speedup: arrival gaps are divided by
+    /// speedup x load-scale, the mocker's durations by speedup only, so 2 offers the simulated
+    /// engines twice the trace's load (to replay near saturation).
+    #[arg(long, default_value_t = 1.0)]
+    pub load_scale: f64,
+
     /// Replay only the first K requests of the trace.
     #[arg(long)]
     pub max_requests: Option<usize>,
@@ -129,6 +135,11 @@ impl ReplayArgs {
             self.speedup
         );
         anyhow::ensure!(
+            self.load_scale.is_finite() && self.load_scale > 0.0,
+            "--load-scale must be a positive number, got {}",
+            self.load_scale
+        );
+        anyhow::ensure!(
             !self.no_kv_events || self.router_mode == ReplayRouterMode::Kv,
             "--no-kv-events only applies to --router-mode kv: add --router-mode kv or drop --no-kv-events"
         );
@@ -143,6 +154,12 @@ impl ReplayArgs {
             self.request_timeout
         );
         Ok(())
+    }
+
+    /// Wall-clock seconds after the replay's start at which a request stamped `timestamp_ms`
+    /// in the trace is sent.
+    pub fn send_offset_s(&self, timestamp_ms: u64) -> f64 {
+        timestamp_ms as f64 / 1000.0 / (self.speedup * self.load_scale)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -236,6 +253,18 @@ mod tests {
         let err = parse(&["--no-kv-events"]).validate().unwrap_err();
         assert!(err.to_string().contains("--router-mode kv"), "{err}");
         assert!(parse(&["--speedup", "0"]).validate().is_err());
+        assert!(parse(&["--load-scale", "0"]).validate().is_err());
+        assert!(parse(&["--load-scale", "NaN"]).validate().is_err());
+        let scaled = parse(&["--speedup", "4", "--load-scale", "2.5"]);
+        scaled.validate().unwrap();
+        assert_eq!(scaled.send_offset_s(10_000), 1.0);
+        assert!(
+            scaled
+                .serve_args(1)
+                .windows(2)
+                .any(|w| w[0] == "--speedup-ratio" && w[1] == "4"),
+            "the engines are sped up by --speedup alone"
+        );
         assert!(parse(&["--max-requests", "0"]).validate().is_err());
         assert!(
             ReplayArgs::try_parse_from_iter(["replay"]).is_err(),

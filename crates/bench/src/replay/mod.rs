@@ -4,13 +4,14 @@
 //!   mocker workers (stopped with SIGTERM at the end, on error and on Ctrl-C).
 //! - [`trace`]: reads the trace and expands each hash id into a fixed block of token ids
 //!   ([`trace::TokenSynth`]); [`trace::CompletionBodies`] serializes the token-id prompts.
-//! - The sender sleeps until each request's arrival time / `--speedup`, then hands the body to a
+//! - The sender sleeps until each request's arrival time / (`--speedup` x `--load-scale`), then hands the body to a
 //!   task of its own (bounded by `--max-in-flight`) that sends it on a pooled
 //!   [`crate::client::Session`], the load generator's client and SSE reader.
 //! - [`ReplayReport`]: latency quantiles, throughput, the engines' cache hit rate and each
 //!   worker's share of routing decisions (from `/metrics`, before vs after).
 
 pub mod args;
+pub mod cpu;
 pub mod report;
 pub mod server;
 pub mod trace;
@@ -91,8 +92,9 @@ async fn drive(args: &ReplayArgs) -> anyhow::Result<ReplayReport> {
             (Some(server), url)
         }
     };
+    let server_pid = server.as_ref().and_then(ServeChild::pid);
     let result = tokio::select! {
-        report = replay(args, &url, &requests, synth) => report,
+        report = replay(args, &url, server_pid, &requests, synth) => report,
         _ = &mut interrupted => Err(anyhow::anyhow!("interrupted")),
     };
     if let Some(server) = server {
@@ -145,6 +147,7 @@ struct Progress {
 async fn replay(
     args: &ReplayArgs,
     url: &str,
+    server_pid: Option<u32>,
     requests: &[TraceRequest],
     synth: TokenSynth,
 ) -> anyhow::Result<ReplayReport> {
@@ -163,9 +166,8 @@ async fn replay(
 
     let speedup = args.speedup;
     let total = requests.len() as u64;
-    let trace_span = Duration::from_secs_f64(
-        requests.last().map_or(0, |r| r.timestamp) as f64 / 1000.0 / speedup,
-    );
+    let trace_span =
+        Duration::from_secs_f64(args.send_offset_s(requests.last().map_or(0, |r| r.timestamp)));
     let stats = Arc::new(Mutex::new(ClientStats::default()));
     let sessions: Arc<Mutex<Vec<Session>>> = Arc::default();
     let progress = Arc::new(Progress::default());
@@ -173,6 +175,7 @@ async fn replay(
     let timeout = args.request_timeout();
 
     let cpu_start = cpu_times()?;
+    let machine_start = cpu::CpuSample::take(server_pid);
     let started = Instant::now();
     let reporter = tokio::spawn(report_progress(
         Arc::clone(&progress),
@@ -186,7 +189,7 @@ async fn replay(
     for request in requests {
         // Built before sleeping, so the send itself happens on time.
         let body = bodies.body(request);
-        let due = started + Duration::from_secs_f64(request.timestamp as f64 / 1000.0 / speedup);
+        let due = started + Duration::from_secs_f64(args.send_offset_s(request.timestamp));
         tokio::time::sleep_until(due.into()).await;
         let slot = Arc::clone(&slots)
             .acquire_owned()
@@ -228,6 +231,7 @@ async fn replay(
     }
     let elapsed = started.elapsed();
     let cpu_end = cpu_times()?;
+    let cpu_use = cpu::CpuSample::take(server_pid).since(&machine_start);
     reporter.abort();
     finish_progress_line();
 
@@ -261,6 +265,7 @@ async fn replay(
         worker_share,
         worker_ids,
         speedup,
+        load_scale: args.load_scale,
         router_mode: started_server.then(|| {
             let mode = args.router_mode.as_flag();
             if args.no_kv_events {
@@ -279,6 +284,8 @@ async fn replay(
         max_send_lag_ms: max_lag.as_secs_f64() * 1000.0,
         requests_late_over_100ms: late,
         generator_cpu_percent: cpu_s / seconds * 100.0,
+        cpu: cpu_use,
+        machine_bound: cpu_use.machine_bound(),
     })
 }
 

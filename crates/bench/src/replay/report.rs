@@ -29,6 +29,8 @@ pub struct ReplayReport {
     /// The latencies above multiplied by the speed-up: what the original trace's clock would show.
     pub trace_time: TraceTime,
     pub speedup: f64,
+    /// The trace's request rate was multiplied by this on top of the speed-up.
+    pub load_scale: f64,
     /// `None` when replaying against `--url`.
     pub router_mode: Option<String>,
     pub workers: Option<u32>,
@@ -43,6 +45,11 @@ pub struct ReplayReport {
     pub requests_late_over_100ms: u64,
     /// Generator process CPU over the run, percent of one core.
     pub generator_cpu_percent: f64,
+    /// Server and machine CPU over the run.
+    pub cpu: super::cpu::CpuUse,
+    /// Whether the machine's CPU (not the simulated engines) limited the run: the machine was
+    /// at least 90% busy; `None` when `/proc/stat` was unreadable.
+    pub machine_bound: Option<bool>,
 }
 
 /// p50 / p90 / p99 in milliseconds (`None` without samples).
@@ -165,6 +172,19 @@ impl ReplayReport {
             "  sender          max lag {:.0} ms behind schedule, {} requests over 100 ms late; generator CPU {:.0}% of one core",
             self.max_send_lag_ms, self.requests_late_over_100ms, self.generator_cpu_percent
         );
+        let percent = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.0}%"));
+        let _ = writeln!(
+            out,
+            "  CPU             server {} of one core; machine {} busy over {} cores: {}",
+            percent(self.cpu.server_percent),
+            percent(self.cpu.machine_busy_percent),
+            self.cpu.cores,
+            match self.machine_bound {
+                Some(true) => "bound by this machine's CPU, not by the simulated engines",
+                Some(false) => "CPU to spare: latencies are the simulated engines'",
+                None => "unknown",
+            }
+        );
         if let Some(error) = &self.first_error {
             let _ = writeln!(out, "  first error     {error}");
         }
@@ -219,6 +239,7 @@ mod tests {
             worker_share: vec![0.5, 0.5],
             worker_ids: vec!["0".into(), "1".into()],
             speedup: 4.0,
+            load_scale: 1.0,
             router_mode: Some("kv".into()),
             workers: Some(2),
             url: "http://x".into(),
@@ -230,6 +251,12 @@ mod tests {
             max_send_lag_ms: 0.5,
             requests_late_over_100ms: 0,
             generator_cpu_percent: 3.0,
+            cpu: super::super::cpu::CpuUse {
+                server_percent: Some(50.0),
+                machine_busy_percent: Some(95.0),
+                cores: 2,
+            },
+            machine_bound: Some(true),
         };
         let json = report.to_json();
         assert_eq!(json["requests"], 2);
@@ -244,5 +271,8 @@ mod tests {
         assert!(text.contains("x 4"), "{text}");
         assert!(text.contains("p99 40.0"), "{text}");
         assert!(text.contains("1:50.0%"), "{text}");
+        assert!(text.contains("bound by this machine's CPU"), "{text}");
+        assert_eq!(json["machine_bound"], true);
+        assert_eq!(json["cpu"]["machine_busy_percent"], 95.0);
     }
 }

@@ -57,6 +57,11 @@ impl ServeChild {
         Ok(server)
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     async fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let base = BaseUrl::parse(&self.url).await?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
