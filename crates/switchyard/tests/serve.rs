@@ -299,7 +299,11 @@ fn kv_routing_sends_a_repeated_prefix_to_the_worker_that_cached_it() {
             .as_u64()
             .unwrap_or(0)
     };
-    assert_eq!(salted_cached("question 0"), 0, "a new salt shares no blocks");
+    assert_eq!(
+        salted_cached("question 0"),
+        0,
+        "a new salt shares no blocks"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let hit = salted_cached("question 1");
