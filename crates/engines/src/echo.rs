@@ -71,6 +71,7 @@ impl Engine for EchoEngine {
         EngineInfo {
             kind: "echo",
             kv_block_size: None,
+            kv_total_blocks: None,
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct EngineInfo {
     pub kind: &'static str,
     /// KV cache block size in tokens, if the engine has a paged cache.
     pub kv_block_size: Option<u32>,
+    /// KV cache capacity in blocks, if the engine has a paged cache: routers size their index
+    /// from it.
+    pub kv_total_blocks: Option<u64>,
 }
 
 /// An LLM engine.

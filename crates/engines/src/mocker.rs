@@ -325,6 +325,7 @@ impl Engine for MockerEngine {
         EngineInfo {
             kind: "mocker",
             kv_block_size: Some(self.config.block_size),
+            kv_total_blocks: Some(self.config.num_gpu_blocks as u64),
         }
     }
 }

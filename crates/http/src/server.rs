@@ -245,7 +245,7 @@ async fn metrics(State(service): State<Arc<HttpService>>) -> Response {
             }
         }
     }
-    let per_model: [ModelMetric; 2] = [
+    let per_model: [ModelMetric; 3] = [
         (
             "switchyard_model_workers",
             "Workers serving each model.",
@@ -255,6 +255,11 @@ async fn metrics(State(service): State<Arc<HttpService>>) -> Response {
             "switchyard_router_index_blocks",
             "Blocks in the router's KV index.",
             |m| m.router().index_blocks(),
+        ),
+        (
+            "switchyard_router_index_bytes",
+            "Estimated heap bytes of the router's KV index.",
+            |m| m.router().index_memory_bytes(),
         ),
     ];
     for (name, help, value) in per_model {

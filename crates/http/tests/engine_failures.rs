@@ -42,6 +42,7 @@ impl Engine for ScriptedEngine {
         EngineInfo {
             kind: "scripted",
             kv_block_size: None,
+            kv_total_blocks: None,
         }
     }
 }
@@ -77,6 +78,7 @@ async fn start() -> u16 {
             endpoint: Endpoint::InProcess,
             engine: "scripted".into(),
             kv_block_size: None,
+            kv_total_blocks: None,
         }])
         .await;
     let config = HttpConfig {

@@ -202,6 +202,18 @@ impl KvIndex {
         self.table.find_matches_into(blocks, out);
     }
 
+    /// Expects about `blocks` distinct blocks (the workers' KV capacity): the index makes room
+    /// for them at once instead of growing, and rehashing, as events fill it. Capped at
+    /// [`KvIndex::MAX_EXPECTED_BLOCKS`] so a wrong hint cannot reserve unbounded memory; past
+    /// the cap the index still grows as needed.
+    pub fn expect_blocks(&mut self, blocks: usize) {
+        self.table
+            .expect_blocks(blocks.min(Self::MAX_EXPECTED_BLOCKS));
+    }
+
+    /// Largest hint [`KvIndex::expect_blocks`] honours: 2^22 blocks (about 100 MB of map).
+    pub const MAX_EXPECTED_BLOCKS: usize = 1 << 22;
+
     /// Forgets a worker entirely (it left): its blocks and its event numbering.
     pub fn remove_worker(&mut self, worker: WorkerKey) {
         if let Some(slot) = self.table.unregister(worker) {
@@ -324,6 +336,33 @@ mod tests {
         assert!(idx.find_matches(&[]).scores.is_empty());
         assert_eq!(idx.block_count(), 4);
         assert_eq!(idx.worker_block_count(1), 3);
+    }
+
+    #[test]
+    fn expected_blocks_are_reserved_kept_then_released() {
+        let mut idx = KvIndex::new();
+        let empty = idx.memory_bytes();
+        idx.expect_blocks(100_000);
+        let reserved = idx.memory_bytes();
+        assert!(reserved >= empty + 100_000 * 16, "{empty} -> {reserved}");
+        let hashes: Vec<u64> = (1..=50_000).collect();
+        idx.apply_event(1, &stored(0, None, &hashes)).unwrap();
+        idx.apply_event(1, &removed(1, &hashes)).unwrap();
+        assert_eq!(idx.block_count(), 0);
+        assert!(
+            idx.memory_bytes() >= reserved,
+            "emptying keeps the expected room"
+        );
+        idx.expect_blocks(0);
+        assert!(
+            idx.memory_bytes() < reserved / 4,
+            "a lower hint lets it shrink"
+        );
+        // A hint far past the cap reserves only the cap.
+        idx.expect_blocks(usize::MAX);
+        assert!(idx.memory_bytes() < 4 * KvIndex::MAX_EXPECTED_BLOCKS * 24);
+        idx.apply_event(2, &stored(0, None, &[7, 8])).unwrap();
+        assert_eq!(idx.find_matches(&[7, 8]).get(2), 2);
     }
 
     #[test]

@@ -229,6 +229,8 @@ pub(crate) struct BlockTable {
     /// Registered slots ≥ 64; while 0 every holder set is one word and lookups take the
     /// single-word path.
     high_slots: usize,
+    /// Blocks the map keeps room for even when emptier (see [`BlockTable::expect_blocks`]).
+    expected_blocks: usize,
 }
 
 impl BlockTable {
@@ -484,11 +486,23 @@ impl BlockTable {
         held
     }
 
-    /// Gives memory back once most blocks are gone (hash maps never shrink by themselves).
+    /// Gives memory back once most blocks are gone (hash maps never shrink by themselves),
+    /// never below the expected size.
     pub(crate) fn maybe_shrink(&mut self) {
-        if self.map.capacity() > 4096 && self.map.len() * 4 < self.map.capacity() {
-            self.map.shrink_to(self.map.len() * 2);
+        let floor = self.expected_blocks.max(4096);
+        if self.map.capacity() > floor && self.map.len() * 4 < self.map.capacity() {
+            self.map
+                .shrink_to((self.map.len() * 2).max(self.expected_blocks));
         }
+    }
+
+    /// Sizes the map for `blocks` distinct blocks now, so it does not rehash everything it holds
+    /// while it fills (a rehash of a million blocks stalls every lookup behind it), and keeps
+    /// that room when it empties. Raising it reserves; lowering it lets the map shrink later.
+    pub(crate) fn expect_blocks(&mut self, blocks: usize) {
+        self.expected_blocks = blocks;
+        self.map.reserve(blocks.saturating_sub(self.map.len()));
+        self.maybe_shrink();
     }
 
     /// A run holding exactly `runs[run].blocks[off..off + len]`, splitting `run` as needed.

@@ -32,6 +32,7 @@ fn main() {
                 endpoint: Endpoint::InProcess,
                 engine: "mocker".into(),
                 kv_block_size: Some(BLOCK),
+                kv_total_blocks: Some(16384),
             })
             .collect();
         router.set_workers(&instances);

@@ -272,6 +272,16 @@ impl Router {
                 CacheView::Approximate { index, .. } => index.lock().remove_worker(id.0),
             }
         }
+        if let CacheView::Events(index) = &self.cache {
+            // The index never holds more distinct blocks than the workers can cache in all.
+            let capacity: u64 = next
+                .iter()
+                .filter_map(|slot| slot.instance.kv_total_blocks)
+                .sum();
+            index
+                .write()
+                .expect_blocks(usize::try_from(capacity).unwrap_or(usize::MAX));
+        }
         *workers = next;
     }
 
@@ -306,6 +316,14 @@ impl Router {
         match &self.cache {
             CacheView::Events(index) => index.read().block_count(),
             CacheView::Approximate { index, .. } => index.lock().block_count(),
+        }
+    }
+
+    /// Estimated heap bytes of the KV index (events or approximate).
+    pub fn index_memory_bytes(&self) -> usize {
+        match &self.cache {
+            CacheView::Events(index) => index.read().memory_bytes(),
+            CacheView::Approximate { index, .. } => index.lock().memory_bytes(),
         }
     }
 
@@ -458,6 +476,7 @@ mod tests {
             endpoint: Endpoint::InProcess,
             engine: "echo".into(),
             kv_block_size: None,
+            kv_total_blocks: None,
         }
     }
 
@@ -650,6 +669,24 @@ mod tests {
         // Events are ignored in this mode.
         router.apply_kv_event(WorkerId(1), &stored(1, &(500..600).collect::<Vec<_>>(), 4));
         assert_eq!(router.index_blocks(), 20);
+    }
+
+    #[test]
+    fn the_index_is_sized_for_the_workers_kv_capacity() {
+        let router = Router::new("m", RouterConfig::new(RouterMode::Kv));
+        let before = router.index_memory_bytes();
+        let with_capacity = |id| WorkerInstance {
+            kv_total_blocks: Some(50_000),
+            ..kv_instance(id, 4)
+        };
+        router.set_workers(&[with_capacity(1), with_capacity(2)]);
+        let sized = router.index_memory_bytes();
+        assert!(sized >= before + 100_000 * 16, "{before} -> {sized}");
+        router.set_workers(&[]);
+        assert!(
+            router.index_memory_bytes() < sized / 4,
+            "workers gone: the room is given back"
+        );
     }
 
     #[test]

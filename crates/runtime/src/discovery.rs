@@ -123,6 +123,7 @@ mod tests {
             endpoint: Endpoint::InProcess,
             engine: "echo".into(),
             kv_block_size: None,
+            kv_total_blocks: None,
         }
     }
 

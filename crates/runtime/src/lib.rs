@@ -55,6 +55,9 @@ pub struct WorkerInstance {
     pub engine: String,
     /// KV cache block size in tokens, when the engine has a paged cache.
     pub kv_block_size: Option<u32>,
+    /// KV cache capacity in blocks, when known: the router sizes its index for all workers'.
+    #[serde(default)]
+    pub kv_total_blocks: Option<u64>,
 }
 
 /// A set of live instances, shared cheaply between watchers.

@@ -115,6 +115,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             endpoint: Endpoint::InProcess,
             engine: info.kind.to_string(),
             kv_block_size: info.kv_block_size,
+            kv_total_blocks: info.kv_total_blocks,
         })?);
     }
     let watch = discovery.watch(&args.namespace);

@@ -4,7 +4,7 @@
 //! cargo run --release -p switchyard-kv-index --example replay_bench -- \
 //!     --trace data/mooncake/conversation_trace.jsonl --workers 8,64 \
 //!     --cache-blocks 16384,262144 --block-tokens 64 [--choice cost,overlap] [--repeat 3]
-//!     [--max-requests N]
+//!     [--max-requests N] [--capacity-hint on|off]
 
 mod workload;
 
@@ -43,7 +43,14 @@ fn run_config(args: &Args, requests: &[Request], choice: Choice, workers: usize,
     let mut runs_in_index = 0;
     for _ in 0..args.repeat {
         let mut index = Switchyard::new();
-        let run = replay(&mut index, requests, workers, cache, choice);
+        let run = replay(
+            &mut index,
+            requests,
+            workers,
+            cache,
+            choice,
+            args.capacity_hint,
+        );
         runs_in_index = index.index.run_count();
         if index.index.block_count() != run.final_distinct_blocks {
             eprintln!(

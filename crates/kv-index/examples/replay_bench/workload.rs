@@ -115,6 +115,9 @@ pub trait ReplayIndex {
     /// Returns whether the index reported the event as inconsistent.
     fn apply(&mut self, worker: u64, event: Self::Event) -> bool;
     fn memory_estimate(&self) -> Option<usize>;
+    /// Tells the index how many blocks the workers can hold in all, as a router learns from
+    /// their KV capacity; an index without such an API ignores it.
+    fn expect_blocks(&mut self, _blocks: usize) {}
 }
 
 /// `KvIndex` with a reused lookup result.
@@ -140,6 +143,9 @@ impl ReplayIndex for Switchyard {
         "switchyard KvIndex"
     }
     fn query(&self, _req: &Request) {}
+    fn expect_blocks(&mut self, blocks: usize) {
+        self.index.expect_blocks(blocks);
+    }
     fn lookup(&mut self, req: &Request, _query: ()) {
         self.index.find_matches_into(&req.sequence, &mut self.out);
     }
@@ -286,6 +292,7 @@ pub fn replay<I: ReplayIndex>(
     workers: usize,
     cache_blocks: usize,
     choice: Choice,
+    capacity_hint: bool,
 ) -> ReplayReport {
     let mut caches: Vec<Lru> = (0..workers).map(|_| Lru::new(cache_blocks)).collect();
     // Per worker: (end ms, blocks) of requests still decoding, and their block total.
@@ -300,6 +307,12 @@ pub fn replay<I: ReplayIndex>(
         routed: vec![0; workers],
         ..ReplayReport::default()
     };
+    if capacity_hint {
+        // Timed as event work: the reservation is part of what the index costs.
+        let t = Instant::now();
+        index.expect_blocks(workers * cache_blocks);
+        report.event_ns += t.elapsed().as_nanos() as u64;
+    }
     for req in requests {
         let n = req.sequence.len();
         let query = index.query(req);
@@ -392,6 +405,8 @@ pub struct Args {
     pub repeat: usize,
     pub max_requests: usize,
     pub choices: Vec<Choice>,
+    /// Tell the index the workers' total capacity before the replay (`--capacity-hint off`: not).
+    pub capacity_hint: bool,
 }
 
 /// Parses the arguments and loads the trace, or exits with a message naming `program`; prints
@@ -428,6 +443,7 @@ impl Args {
             repeat: 3,
             max_requests: usize::MAX,
             choices: vec![Choice::Cost],
+            capacity_hint: true,
         };
         let mut it = std::env::args().skip(1);
         while let Some(flag) = it.next() {
@@ -457,6 +473,13 @@ impl Args {
                             other => Err(format!("--choice {other}: overlap or cost")),
                         })
                         .collect::<Result<_, _>>()?
+                }
+                "--capacity-hint" => {
+                    args.capacity_hint = match value.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        other => return Err(format!("--capacity-hint {other}: on or off")),
+                    }
                 }
                 other => return Err(format!("unknown flag {other}")),
             }
