@@ -154,7 +154,7 @@ fn measure<I: ReplayIndex>(
     let mut distinct = 0;
     for _ in 0..args.repeat {
         let mut index = make();
-        let run = replay(&mut index, requests, workers, cache, choice);
+        let run = replay(&mut index, requests, workers, cache, choice, args.capacity_hint);
         estimate = run.memory_estimate;
         distinct = run.final_distinct_blocks;
         let before = LIVE.load(Ordering::Relaxed);
