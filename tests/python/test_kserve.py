@@ -6,6 +6,7 @@ cancellation, concurrency, and the metrics/health listener beside the gRPC port.
 from __future__ import annotations
 
 import queue
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -471,3 +472,46 @@ def test_metrics_and_health_on_the_grpc_metrics_port(
     assert Metrics(http_text).sum(REQUESTS, **labels, endpoint="model_infer", status="success") == after.sum(
         REQUESTS, **labels, endpoint="model_infer", status="success"
     )
+
+
+# ---------- TLS ----------
+
+
+def test_grpc_over_tls(tmp_path) -> None:
+    from test_tls import TlsServer  # the HTTPS server helper: waits for /health over TLS
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    grpc_port = free_port()
+    srv = TlsServer(
+        "kserve-tls",
+        extra_args=[
+            "--tls-cert-path", str(cert), "--tls-key-path", str(key),
+            "--kserve-grpc-server", "--grpc-port", str(grpc_port), "--grpc-metrics-port", str(free_port()),
+        ],
+    )
+    srv.cert = cert
+    srv.start()
+    try:
+        url = f"127.0.0.1:{grpc_port}"
+        with triton.InferenceServerClient(url, ssl=True, root_certificates=str(cert)) as c:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    assert c.is_server_live()
+                    break
+                except InferenceServerException:
+                    assert time.monotonic() < deadline, srv.log_tail()
+                    time.sleep(0.05)
+            assert text_of(c.infer(MODEL_NAME, [text_input(PROMPT)])) == PROMPT
+        # Plaintext gRPC to the TLS port fails.
+        with triton.InferenceServerClient(url) as plain:
+            with pytest.raises(InferenceServerException):
+                plain.is_server_live(client_timeout=5)
+    finally:
+        srv.stop_expecting_clean_exit()
