@@ -105,7 +105,7 @@ setup_venv() {
   local want
   want="$(sha256sum "$requirements" | cut -d' ' -f1)"
   if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout' 2>/dev/null; then
+    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout, tritonclient.grpc' 2>/dev/null; then
     echo ".venv up to date"
     return
   fi

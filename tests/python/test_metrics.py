@@ -83,6 +83,10 @@ def test_metrics_after_traffic(server: Server, client: openai.OpenAI) -> None:
     assert delta(after, REQUESTS, model=MODEL_NAME, endpoint="chat_completions", status="success") == chat_ok
     assert delta(after, REQUESTS, model=MODEL_NAME, endpoint="completions", status="success") == completions_ok
     assert delta(after, REQUESTS, endpoint="chat_completions", status="invalid_request_error") == 1
+    # HTTP requests carry protocol="http" (gRPC ones share the series with protocol="grpc").
+    assert delta(after, REQUESTS, protocol="http", status="success") == chat_ok + completions_ok
+    assert delta(after, REQUESTS, protocol="grpc") == 0
+    assert all(s.labels.get("protocol") in ("http", "grpc") for s in after.select(REQUESTS))
     assert after.has_type(REQUESTS, "counter")
 
     # Histograms observed every served request.

@@ -1,4 +1,4 @@
-//! The request pipeline shared by every front door (OpenAI HTTP now, KServe gRPC later):
+//! The request pipeline shared by every front door (OpenAI HTTP, KServe gRPC):
 //! preprocess → route → stream → postprocess.
 //!
 //! - [`ModelManager`]: the served models, kept in step with discovery; looks up a
@@ -10,16 +10,20 @@
 //!   [`Generation`].
 //! - [`Generation`]: one choice's stream of text deltas. Dropping it cancels the request on the
 //!   worker and releases the router's load accounting (through the router's `LoadGuard`).
-//! - [`Metrics`]: the Prometheus registry every front door records into.
+//! - [`Metrics`]: the Prometheus registry every front door records into; [`RequestRecord`]
+//!   counts one request (protocol, endpoint, outcome) when dropped.
+//! - [`Admission`]: the process-wide drain gate every front door admits requests through.
 
+mod admission;
 mod cpu_pool;
 mod generation;
 mod manager;
 mod metrics;
 mod pipeline;
 
+pub use admission::{ActiveTicket, Admission};
 pub use cpu_pool::CpuPool;
 pub use generation::{Generation, TextDelta};
 pub use manager::{ModelManager, load_model_card};
-pub use metrics::{Endpoint, Metrics, ModelMetrics};
+pub use metrics::{Endpoint, Metrics, ModelMetrics, RequestRecord};
 pub use pipeline::ModelPipeline;

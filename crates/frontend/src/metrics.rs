@@ -1,24 +1,54 @@
 //! Prometheus metrics. One registry per process; per-model handles are resolved once per
 //! pipeline so hot paths never look labels up.
 
+use std::sync::Arc;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// The front-door endpoint a request came through (the `endpoint` label).
+/// The front-door endpoint a request came through (the `endpoint` label; `protocol` follows
+/// from it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Endpoint {
+    /// OpenAI HTTP `/v1/chat/completions`.
     ChatCompletions,
+    /// OpenAI HTTP `/v1/completions`.
     Completions,
+    /// KServe gRPC `ModelInfer` (unary).
+    ModelInfer,
+    /// KServe gRPC `ModelStreamInfer` (one count per request on the stream).
+    ModelStreamInfer,
 }
 
 impl Endpoint {
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::ModelInfer,
+        Endpoint::ModelStreamInfer,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::ChatCompletions => "chat_completions",
             Endpoint::Completions => "completions",
+            Endpoint::ModelInfer => "model_infer",
+            Endpoint::ModelStreamInfer => "model_stream_infer",
         }
+    }
+
+    /// The `protocol` label: `http` (OpenAI) or `grpc` (KServe).
+    pub fn protocol(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Completions => "http",
+            Endpoint::ModelInfer | Endpoint::ModelStreamInfer => "grpc",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -40,8 +70,8 @@ pub struct ModelMetrics {
     pub itl: Histogram,
     pub input_tokens: Histogram,
     pub output_tokens: Histogram,
-    pub disconnects_chat: IntCounter,
-    pub disconnects_completions: IntCounter,
+    /// Client disconnects, indexed by [`Endpoint`].
+    disconnects: [IntCounter; 4],
 }
 
 fn latency_buckets() -> Vec<f64> {
@@ -75,20 +105,20 @@ impl Metrics {
         };
         let requests_total = counter(
             "switchyard_http_requests_total",
-            "Requests by model, endpoint and outcome (success or the error type).",
-            &["model", "endpoint", "status"],
+            "Requests by model, protocol (http or grpc), endpoint and outcome (success, the error type, or disconnected).",
+            &["model", "protocol", "endpoint", "status"],
         );
         let client_disconnects = counter(
             "switchyard_client_disconnects_total",
             "Requests whose client went away before the response finished.",
-            &["model", "endpoint"],
+            &["model", "protocol", "endpoint"],
         );
         let inflight_requests = IntGaugeVec::new(
             Opts::new(
                 "switchyard_http_inflight_requests",
                 "Requests being served right now.",
             ),
-            &["model", "endpoint"],
+            &["model", "protocol", "endpoint"],
         )
         .expect("valid metric");
         registry
@@ -128,12 +158,10 @@ impl Metrics {
             itl: self.itl.with_label_values(&[model]),
             input_tokens: self.input_tokens.with_label_values(&[model]),
             output_tokens: self.output_tokens.with_label_values(&[model]),
-            disconnects_chat: self
-                .client_disconnects
-                .with_label_values(&[model, Endpoint::ChatCompletions.as_str()]),
-            disconnects_completions: self
-                .client_disconnects
-                .with_label_values(&[model, Endpoint::Completions.as_str()]),
+            disconnects: Endpoint::ALL.map(|e| {
+                self.client_disconnects
+                    .with_label_values(&[model, e.protocol(), e.as_str()])
+            }),
         }
     }
 
@@ -157,9 +185,125 @@ impl Default for Metrics {
 
 impl ModelMetrics {
     pub fn disconnects(&self, endpoint: Endpoint) -> &IntCounter {
-        match endpoint {
-            Endpoint::ChatCompletions => &self.disconnects_chat,
-            Endpoint::Completions => &self.disconnects_completions,
+        &self.disconnects[endpoint.index()]
+    }
+}
+
+/// Records one request in the metrics when dropped: its outcome (or `disconnected` when it
+/// never got one) and the end of its in-flight time. Every front door keeps one per request.
+pub struct RequestRecord {
+    metrics: Arc<Metrics>,
+    model: String,
+    endpoint: Endpoint,
+    status: Option<&'static str>,
+    inflight: Option<IntGauge>,
+    /// False for the placeholder left behind when the record moved into a response.
+    armed: bool,
+}
+
+impl RequestRecord {
+    pub fn new(metrics: Arc<Metrics>, endpoint: Endpoint) -> Self {
+        RequestRecord {
+            metrics,
+            model: "unknown".to_string(),
+            endpoint,
+            status: None,
+            inflight: None,
+            armed: true,
         }
+    }
+
+    /// A record that records nothing (what remains after the real one moved on).
+    pub fn detached(metrics: Arc<Metrics>) -> Self {
+        RequestRecord {
+            metrics,
+            model: String::new(),
+            endpoint: Endpoint::Completions,
+            status: None,
+            inflight: None,
+            armed: false,
+        }
+    }
+
+    /// Labels the request with a served model and counts it in flight.
+    pub fn set_model(&mut self, model: &str) {
+        self.model = model.to_string();
+        let gauge = self.metrics.inflight_requests.with_label_values(&[
+            model,
+            self.endpoint.protocol(),
+            self.endpoint.as_str(),
+        ]);
+        gauge.inc();
+        self.inflight = Some(gauge);
+    }
+
+    /// `success` or the error's `ErrorKind::error_type`.
+    pub fn set_status(&mut self, status: &'static str) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        self.metrics
+            .requests_total
+            .with_label_values(&[
+                &self.model,
+                self.endpoint.protocol(),
+                self.endpoint.as_str(),
+                self.status.unwrap_or("disconnected"),
+            ])
+            .inc();
+        if let Some(gauge) = &self.inflight {
+            gauge.dec();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_carry_protocol_and_endpoint_labels() {
+        let metrics = Arc::new(Metrics::new());
+        {
+            let mut record = RequestRecord::new(metrics.clone(), Endpoint::ModelInfer);
+            record.set_model("m");
+            assert_eq!(
+                metrics
+                    .inflight_requests
+                    .with_label_values(&["m", "grpc", "model_infer"])
+                    .get(),
+                1
+            );
+            record.set_status("success");
+        }
+        drop(RequestRecord::new(metrics.clone(), Endpoint::Completions));
+        let count = |labels: &[&str]| metrics.requests_total.with_label_values(labels).get();
+        assert_eq!(count(&["m", "grpc", "model_infer", "success"]), 1);
+        assert_eq!(
+            count(&["unknown", "http", "completions", "disconnected"]),
+            1
+        );
+        assert_eq!(
+            metrics
+                .inflight_requests
+                .with_label_values(&["m", "grpc", "model_infer"])
+                .get(),
+            0
+        );
+        let per_model = metrics.for_model("m");
+        per_model.disconnects(Endpoint::ModelStreamInfer).inc();
+        assert_eq!(
+            metrics
+                .client_disconnects
+                .with_label_values(&["m", "grpc", "model_stream_infer"])
+                .get(),
+            1
+        );
     }
 }

@@ -6,6 +6,8 @@
 //!   `/health`, `/live`, `/metrics`) with OpenAI-shaped 404/405/413 fallbacks.
 //! - [`serve`]: binds HTTP or HTTPS and runs until shutdown, then drains: `/health` and
 //!   `/live` answer 503 and new requests are refused while in-flight responses finish.
+//! - [`serve_observability`]: `/health`, `/live` and `/metrics` alone on another port (for
+//!   deployments that expose only the gRPC front door).
 //! - `openai`: request handlers; `responses`: unary JSON bodies and SSE streams.
 //!
 //! Invariant: this crate knows nothing about engines or workers; it talks to the
@@ -16,5 +18,7 @@ mod openai;
 mod responses;
 mod server;
 
-pub use server::{HttpConfig, HttpService, TlsConfig, router, serve};
+pub use server::{
+    HttpConfig, HttpService, TlsConfig, observability_router, router, serve, serve_observability,
+};
 pub use switchyard_frontend::{Metrics, ModelManager};

@@ -10,14 +10,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use switchyard_frontend::{Endpoint, ModelPipeline};
+use switchyard_frontend::{Endpoint, ModelPipeline, RequestRecord};
 use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, ModelList, ModelObject,
 };
 use switchyard_protocol::{ApiError, ErrorKind, PreprocessedRequest};
 
 use crate::error::HttpError;
-use crate::responses::{self, RequestRecord, ResponseContext};
+use crate::responses::{self, ResponseContext};
 use crate::server::HttpService;
 
 pub(crate) async fn chat_completions(

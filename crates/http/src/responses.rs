@@ -16,92 +16,20 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
-use switchyard_frontend::{Endpoint, Generation, Metrics};
+use switchyard_frontend::{ActiveTicket, Endpoint, Generation, RequestRecord};
 use switchyard_protocol::ApiError;
 use switchyard_protocol::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
     CompletionChoice, CompletionChunk, CompletionResponse, ResponseMessage, Usage,
 };
 
-use crate::server::ActiveTicket;
-
-/// Records one request in the metrics when dropped: its outcome (or `disconnected` when it
-/// never got one) and the end of its in-flight time.
-pub(crate) struct RequestRecord {
-    metrics: Arc<Metrics>,
-    model: String,
-    endpoint: Endpoint,
-    status: Option<&'static str>,
-    inflight: Option<prometheus::IntGauge>,
-    /// False for the placeholder left behind when the record moved into a response.
-    armed: bool,
-}
-
-impl RequestRecord {
-    pub fn new(metrics: Arc<Metrics>, endpoint: Endpoint) -> Self {
-        RequestRecord {
-            metrics,
-            model: "unknown".to_string(),
-            endpoint,
-            status: None,
-            inflight: None,
-            armed: true,
-        }
-    }
-
-    /// A record that records nothing (what remains after the real one moved on).
-    pub fn detached(metrics: Arc<Metrics>) -> Self {
-        RequestRecord {
-            metrics,
-            model: String::new(),
-            endpoint: Endpoint::Completions,
-            status: None,
-            inflight: None,
-            armed: false,
-        }
-    }
-
-    /// Labels the request with a served model and counts it in flight.
-    pub fn set_model(&mut self, model: &str) {
-        self.model = model.to_string();
-        let gauge = self
-            .metrics
-            .inflight_requests
-            .with_label_values(&[model, self.endpoint.as_str()]);
-        gauge.inc();
-        self.inflight = Some(gauge);
-    }
-
-    pub fn set_status(&mut self, status: &'static str) {
-        self.status = Some(status);
-    }
-}
-
-impl Drop for RequestRecord {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        self.metrics
-            .requests_total
-            .with_label_values(&[
-                &self.model,
-                self.endpoint.as_str(),
-                self.status.unwrap_or("disconnected"),
-            ])
-            .inc();
-        if let Some(gauge) = &self.inflight {
-            gauge.dec();
-        }
-    }
-}
-
 /// What every chunk of one response shares.
 pub(crate) struct ResponseContext {
     pub id: String,
     pub model: String,
     pub created: u64,
-    pub endpoint: Endpoint,
+    /// Chat completion chunks rather than text completion ones.
+    pub chat: bool,
     pub include_usage: bool,
     pub record: Mutex<RequestRecord>,
     pub _ticket: ActiveTicket,
@@ -143,7 +71,7 @@ impl ResponseContext {
             id,
             model,
             created: unix_now(),
-            endpoint,
+            chat: endpoint == Endpoint::ChatCompletions,
             include_usage,
             record: Mutex::new(record),
             _ticket: ticket,
@@ -182,8 +110,8 @@ pub(crate) async fn unary(
         choices.push((text, finish));
     }
     let usage = totals.usage();
-    let body = match ctx.endpoint {
-        Endpoint::ChatCompletions => serde_json::to_vec(&ChatCompletionResponse {
+    let body = if ctx.chat {
+        serde_json::to_vec(&ChatCompletionResponse {
             id: &ctx.id,
             object: "chat.completion",
             created: ctx.created,
@@ -202,8 +130,9 @@ pub(crate) async fn unary(
                 })
                 .collect(),
             usage,
-        }),
-        Endpoint::Completions => serde_json::to_vec(&CompletionResponse {
+        })
+    } else {
+        serde_json::to_vec(&CompletionResponse {
             id: &ctx.id,
             object: "text_completion",
             created: ctx.created,
@@ -219,7 +148,7 @@ pub(crate) async fn unary(
                 })
                 .collect(),
             usage: Some(usage),
-        }),
+        })
     }
     .map_err(|e| ApiError::internal(format!("cannot serialize response: {e}")))?;
     ctx.record.lock().set_status("success");
@@ -300,48 +229,45 @@ fn choice_stream(
             None => return None,
             Some(Ok(delta)) => {
                 let finish = delta.finish_reason.map(|r| r.as_openai_str());
-                match ctx.endpoint {
-                    Endpoint::ChatCompletions => {
-                        let choice = [ChatChunkChoice {
-                            index: *index,
-                            delta: ChatDelta {
-                                role: first.then_some("assistant"),
-                                content: Some(delta.text),
-                            },
-                            logprobs: None,
-                            finish_reason: finish,
-                        }];
-                        write_event(
-                            buf,
-                            &ChatCompletionChunk {
-                                id: &ctx.id,
-                                object: "chat.completion.chunk",
-                                created: ctx.created,
-                                model: &ctx.model,
-                                choices: &choice,
-                                usage: None,
-                            },
-                        );
-                    }
-                    Endpoint::Completions => {
-                        let choice = [CompletionChoice {
-                            index: *index,
-                            text: delta.text,
-                            logprobs: None,
-                            finish_reason: finish,
-                        }];
-                        write_event(
-                            buf,
-                            &CompletionChunk {
-                                id: &ctx.id,
-                                object: "text_completion",
-                                created: ctx.created,
-                                model: &ctx.model,
-                                choices: &choice,
-                                usage: None,
-                            },
-                        );
-                    }
+                if ctx.chat {
+                    let choice = [ChatChunkChoice {
+                        index: *index,
+                        delta: ChatDelta {
+                            role: first.then_some("assistant"),
+                            content: Some(delta.text),
+                        },
+                        logprobs: None,
+                        finish_reason: finish,
+                    }];
+                    write_event(
+                        buf,
+                        &ChatCompletionChunk {
+                            id: &ctx.id,
+                            object: "chat.completion.chunk",
+                            created: ctx.created,
+                            model: &ctx.model,
+                            choices: &choice,
+                            usage: None,
+                        },
+                    );
+                } else {
+                    let choice = [CompletionChoice {
+                        index: *index,
+                        text: delta.text,
+                        logprobs: None,
+                        finish_reason: finish,
+                    }];
+                    write_event(
+                        buf,
+                        &CompletionChunk {
+                            id: &ctx.id,
+                            object: "text_completion",
+                            created: ctx.created,
+                            model: &ctx.model,
+                            choices: &choice,
+                            usage: None,
+                        },
+                    );
                 }
                 *first = false;
                 (buf.split().freeze(), finish.is_some())
@@ -370,8 +296,8 @@ fn tail(ctx: &ResponseContext) -> Bytes {
     let mut buf = BytesMut::with_capacity(512);
     if ctx.include_usage {
         let usage = ctx.usage.lock().usage();
-        match ctx.endpoint {
-            Endpoint::ChatCompletions => write_event(
+        if ctx.chat {
+            write_event(
                 &mut buf,
                 &ChatCompletionChunk {
                     id: &ctx.id,
@@ -381,8 +307,9 @@ fn tail(ctx: &ResponseContext) -> Bytes {
                     choices: &[],
                     usage: Some(usage),
                 },
-            ),
-            Endpoint::Completions => write_event(
+            );
+        } else {
+            write_event(
                 &mut buf,
                 &CompletionChunk {
                     id: &ctx.id,
@@ -392,7 +319,7 @@ fn tail(ctx: &ResponseContext) -> Bytes {
                     choices: &[],
                     usage: Some(usage),
                 },
-            ),
+            );
         }
     }
     buf.put_slice(b"data: [DONE]\n\n");

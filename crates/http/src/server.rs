@@ -5,7 +5,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,10 +12,9 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use switchyard_frontend::{Metrics, ModelManager, ModelPipeline};
+use switchyard_frontend::{ActiveTicket, Admission, Metrics, ModelManager, ModelPipeline};
 use switchyard_protocol::{ApiError, ErrorKind};
 use switchyard_router::WorkerLoadSnapshot;
-use tokio::sync::Notify;
 
 use crate::error::HttpError;
 use crate::openai;
@@ -43,65 +41,42 @@ pub struct HttpConfig {
 pub struct HttpService {
     pub manager: Arc<ModelManager>,
     pub metrics: Arc<Metrics>,
-    draining: AtomicBool,
-    active: AtomicUsize,
-    idle: Notify,
+    /// The process's drain gate (shared with the other front doors).
+    pub admission: Arc<Admission>,
 }
 
 impl HttpService {
     pub fn new(manager: Arc<ModelManager>) -> Arc<Self> {
+        Self::with_admission(manager, Admission::new())
+    }
+
+    /// A service whose drain is shared with other front doors of the same process.
+    pub fn with_admission(manager: Arc<ModelManager>, admission: Arc<Admission>) -> Arc<Self> {
         Arc::new(HttpService {
             metrics: manager.metrics().clone(),
             manager,
-            draining: AtomicBool::new(false),
-            active: AtomicUsize::new(0),
-            idle: Notify::new(),
+            admission,
         })
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.admission.is_draining()
     }
 
     /// Stops admitting inference requests; health turns 503.
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.admission.start_draining();
     }
 
     /// Admits one inference request, or refuses it while draining. The ticket is held until
     /// the response (including a stream) is complete.
-    pub(crate) fn admit(self: &Arc<Self>) -> Result<ActiveTicket, ApiError> {
-        if self.is_draining() {
-            return Err(ApiError::unavailable("the server is shutting down"));
-        }
-        self.active.fetch_add(1, Ordering::AcqRel);
-        Ok(ActiveTicket {
-            service: self.clone(),
-        })
+    pub(crate) fn admit(&self) -> Result<ActiveTicket, ApiError> {
+        self.admission.admit()
     }
 
     /// Waits until no admitted request is in flight.
     pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.active.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-/// One admitted request; releases its slot on drop.
-pub(crate) struct ActiveTicket {
-    service: Arc<HttpService>,
-}
-
-impl Drop for ActiveTicket {
-    fn drop(&mut self) {
-        if self.service.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.service.idle.notify_waiters();
-        }
+        self.admission.wait_idle().await;
     }
 }
 
@@ -117,6 +92,17 @@ pub fn router(service: Arc<HttpService>, body_limit_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .with_state(service)
+}
+
+/// Only `/health`, `/live` and `/metrics`: the listener for deployments that expose gRPC only.
+pub fn observability_router(service: Arc<HttpService>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/live", get(live))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(service)
 }
 
@@ -286,6 +272,46 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), std::io::Error> {
+    let app = router(service.clone(), config.body_limit_bytes);
+    serve_app(config, service, app, "listening on", shutdown, on_bound).await
+}
+
+/// Serves [`observability_router`] over plain HTTP on `host:port` until `shutdown` resolves
+/// and the drain of the process (shared through the service's admission) is over.
+pub async fn serve_observability(
+    host: String,
+    port: u16,
+    service: Arc<HttpService>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), std::io::Error> {
+    let config = HttpConfig {
+        host,
+        port,
+        tls: None,
+        body_limit_bytes: 64 * 1024,
+        drain_timeout: Duration::from_secs(30),
+    };
+    let app = observability_router(service.clone());
+    serve_app(
+        config,
+        service,
+        app,
+        "metrics and health on",
+        shutdown,
+        on_bound,
+    )
+    .await
+}
+
+async fn serve_app(
+    config: HttpConfig,
+    service: Arc<HttpService>,
+    app: Router,
+    what: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_bound: impl FnOnce(SocketAddr),
+) -> Result<(), std::io::Error> {
     let listener =
         std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
             std::io::Error::new(
@@ -295,7 +321,6 @@ pub async fn serve(
         })?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let app = router(service.clone(), config.body_limit_bytes);
     let handle = axum_server::Handle::<SocketAddr>::new();
     let drain_handle = handle.clone();
     let drain_service = service.clone();
@@ -340,7 +365,7 @@ pub async fn serve(
     } else {
         "http"
     };
-    tracing::info!("listening on {scheme}://{addr}");
+    tracing::info!("{what} {scheme}://{addr}");
     on_bound(addr);
     match rustls_config {
         Some(rustls_config) => {

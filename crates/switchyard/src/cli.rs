@@ -71,6 +71,22 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_TLS_KEY_PATH")]
     pub tls_key_path: Option<PathBuf>,
 
+    /// Also serve the KServe v2 / Triton gRPC protocol (`inference.GRPCInferenceService`).
+    #[arg(long, env = "SWITCHYARD_KSERVE_GRPC_SERVER")]
+    pub kserve_grpc_server: bool,
+
+    /// Address the gRPC server and its metrics listener bind (default: --http-host).
+    #[arg(long, env = "SWITCHYARD_GRPC_HOST")]
+    pub grpc_host: Option<String>,
+
+    /// Port of the gRPC server (with --kserve-grpc-server).
+    #[arg(long, env = "SWITCHYARD_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
+
+    /// Port of the HTTP listener with /metrics and /health beside the gRPC server.
+    #[arg(long, env = "SWITCHYARD_GRPC_METRICS_PORT", default_value_t = 8788)]
+    pub grpc_metrics_port: u16,
+
     /// How requests are spread over workers.
     #[arg(
         long,
@@ -243,6 +259,27 @@ pub fn body_limit_bytes() -> Result<usize, String> {
     }
 }
 
+/// An HTTP/2 flow-control window for the gRPC server from the environment (`None`: the
+/// library's default). `var` is `SWITCHYARD_GRPC_INITIAL_CONNECTION_WINDOW_SIZE` or
+/// `SWITCHYARD_GRPC_INITIAL_STREAM_WINDOW_SIZE`.
+pub fn grpc_window_size(var: &str) -> Result<Option<u32>, String> {
+    window_size(var, std::env::var(var).ok().as_deref())
+}
+
+fn window_size(var: &str, value: Option<&str>) -> Result<Option<u32>, String> {
+    // HTTP/2 allows windows up to 2^31 - 1 bytes.
+    const MAX: u32 = (1 << 31) - 1;
+    match value {
+        None => Ok(None),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=MAX).contains(&n) => Ok(Some(n)),
+            _ => Err(format!(
+                "{var} must be a number of bytes between 1 and {MAX}, got `{v}`"
+            )),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +303,41 @@ mod tests {
         assert_eq!(args.workers, 2);
         assert_eq!(args.engine, EngineKind::Mocker);
         assert_eq!(args.router_mode, RouterModeArg::RoundRobin);
+        assert!(!args.kserve_grpc_server);
+        assert_eq!(args.grpc_port, 8001);
+        assert_eq!(args.grpc_metrics_port, 8788);
+        assert_eq!(args.grpc_host, None);
+    }
+
+    #[test]
+    fn grpc_flags_parse() {
+        let args = parse(&[
+            "--kserve-grpc-server",
+            "--grpc-host",
+            "127.0.0.1",
+            "--grpc-port",
+            "9001",
+            "--grpc-metrics-port",
+            "9002",
+        ])
+        .unwrap();
+        assert!(args.kserve_grpc_server);
+        assert_eq!(args.grpc_host.as_deref(), Some("127.0.0.1"));
+        assert_eq!((args.grpc_port, args.grpc_metrics_port), (9001, 9002));
+        assert!(parse(&["--grpc-port", "70000"]).is_err());
+    }
+
+    #[test]
+    fn window_sizes_are_checked() {
+        assert_eq!(window_size("W", None), Ok(None));
+        assert_eq!(window_size("W", Some("1048576")), Ok(Some(1 << 20)));
+        assert!(
+            window_size("W", Some("0"))
+                .unwrap_err()
+                .contains("W must be")
+        );
+        assert!(window_size("W", Some("4294967295")).is_err());
+        assert!(window_size("W", Some("big")).is_err());
     }
 
     #[test]

@@ -7,8 +7,9 @@ use anyhow::Context;
 use switchyard_engines::Engine;
 use switchyard_engines::echo::{EchoConfig, EchoEngine};
 use switchyard_engines::mocker::{MockerConfig, MockerEngine};
-use switchyard_frontend::{CpuPool, Metrics, ModelManager, load_model_card};
+use switchyard_frontend::{Admission, CpuPool, Metrics, ModelManager, load_model_card};
 use switchyard_http::{HttpConfig, HttpService, TlsConfig};
+use switchyard_kserve::{GrpcConfig, GrpcTls, KserveService};
 use switchyard_kv_index::ApproxConfig;
 use switchyard_router::kv::KvSelectorConfig;
 use switchyard_router::{RouterConfig, RouterMode};
@@ -16,12 +17,18 @@ use switchyard_runtime::discovery::{Discovery, MemDiscovery};
 use switchyard_runtime::event_plane::{EngineEventPublisher, EventPlane, InProcessEventPlane};
 use switchyard_runtime::request_plane::InProcessRequestPlane;
 use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, EngineKind, RouterModeArg, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let body_limit_bytes = cli::body_limit_bytes().map_err(anyhow::Error::msg)?;
+    let grpc_connection_window =
+        cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_CONNECTION_WINDOW_SIZE")
+            .map_err(anyhow::Error::msg)?;
+    let grpc_stream_window = cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_STREAM_WINDOW_SIZE")
+        .map_err(anyhow::Error::msg)?;
     let model_path = args.model_path.clone();
     if !model_path.join("tokenizer.json").is_file() {
         anyhow::bail!(
@@ -131,21 +138,70 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "serving"
     );
 
+    let tls = match (&args.tls_cert_path, &args.tls_key_path) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
+    let drain_timeout = Duration::from_secs(30);
     let config = HttpConfig {
         host: args.http_host.clone(),
         port: args.http_port,
-        tls: match (&args.tls_cert_path, &args.tls_key_path) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                cert_path: cert.clone(),
-                key_path: key.clone(),
-            }),
-            _ => None,
-        },
+        tls: tls.clone().map(|(cert_path, key_path)| TlsConfig {
+            cert_path,
+            key_path,
+        }),
         body_limit_bytes,
-        drain_timeout: Duration::from_secs(30),
+        drain_timeout,
     };
-    let service = HttpService::new(manager);
-    switchyard_http::serve(config, service, shutdown_signal(), |_| {}).await?;
+    // One signal drains every front door; they share one admission gate, so each waits for
+    // the requests of all of them.
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let admission = Admission::new();
+    let service = HttpService::with_admission(manager.clone(), admission.clone());
+    let http = switchyard_http::serve(
+        config,
+        service.clone(),
+        shutdown.clone().cancelled_owned(),
+        |_| {},
+    );
+    if args.kserve_grpc_server {
+        let grpc_host = args.grpc_host.clone().unwrap_or(args.http_host.clone());
+        let grpc_config = GrpcConfig {
+            host: grpc_host.clone(),
+            port: args.grpc_port,
+            tls: tls.map(|(cert_path, key_path)| GrpcTls {
+                cert_path,
+                key_path,
+            }),
+            max_message_bytes: body_limit_bytes,
+            initial_connection_window_size: grpc_connection_window,
+            initial_stream_window_size: grpc_stream_window,
+            drain_timeout,
+        };
+        let grpc = switchyard_kserve::serve(
+            grpc_config,
+            KserveService::new(manager, admission),
+            shutdown.clone().cancelled_owned(),
+            |_| {},
+        );
+        let observability = switchyard_http::serve_observability(
+            grpc_host,
+            args.grpc_metrics_port,
+            service,
+            shutdown.clone().cancelled_owned(),
+            |_| {},
+        );
+        tokio::try_join!(http, grpc, observability)?;
+    } else {
+        http.await?;
+    }
     drop(registrations);
     tracing::info!("stopped");
     Ok(())

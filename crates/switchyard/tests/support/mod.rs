@@ -24,11 +24,32 @@ pub fn model_path() -> PathBuf {
 
 pub struct Server {
     pub port: u16,
+    /// The KServe gRPC port, when started with `--kserve-grpc-server`.
+    pub grpc_port: Option<u16>,
     child: Child,
 }
 
+/// What the server's log says once it listens.
+enum Startup {
+    Http(u16),
+    Grpc(u16),
+    Failed(String),
+}
+
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    line.split(marker)
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .rsplit(':')
+        .next()?
+        .parse()
+        .ok()
+}
+
 impl Server {
-    /// Starts `switchyard serve` on a free port with the test model and waits until it listens.
+    /// Starts `switchyard serve` on a free port with the test model and waits until it listens
+    /// (on its gRPC port too when `extra` has `--kserve-grpc-server`).
     pub fn start(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let model = model_path();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
@@ -47,35 +68,40 @@ impl Server {
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
-            let mut sent = false;
+            let mut listening = false;
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                let port = line
-                    .split("listening on http://")
-                    .nth(1)
-                    .and_then(|rest| rest.rsplit(':').next())
-                    .and_then(|p| p.trim().parse::<u16>().ok());
-                if let (false, Some(port)) = (sent, port) {
-                    let _ = tx.send(Ok(port));
-                    sent = true;
-                }
-                if !sent && line.contains("error") {
-                    let _ = tx.send(Err(line.clone()));
+                if let Some(port) = port_after(&line, "listening on http://") {
+                    let _ = tx.send(Startup::Http(port));
+                    listening = true;
+                } else if let Some(port) = port_after(&line, "KServe gRPC listening on ") {
+                    let _ = tx.send(Startup::Grpc(port));
+                } else if !listening && line.contains("error") {
+                    let _ = tx.send(Startup::Failed(line.clone()));
                 }
             }
         });
-        let port: u16 = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(port)) => port,
-            Ok(Err(line)) => {
-                let _ = child.kill();
-                panic!("server failed to start: {line}");
+        let want_grpc = extra.contains(&"--kserve-grpc-server");
+        let (mut port, mut grpc_port) = (None, None);
+        while port.is_none() || (want_grpc && grpc_port.is_none()) {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(Startup::Http(p)) => port = Some(p),
+                Ok(Startup::Grpc(p)) => grpc_port = Some(p),
+                Ok(Startup::Failed(line)) => {
+                    let _ = child.kill();
+                    panic!("server failed to start: {line}");
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("server did not report its ports within 30 s");
+                }
             }
-            Err(_) => {
-                let _ = child.kill();
-                panic!("server did not report its port within 30 s");
-            }
-        };
-        Server { port, child }
+        }
+        Server {
+            port: port.unwrap(),
+            grpc_port,
+            child,
+        }
     }
 
     pub fn sigterm(&mut self) {
