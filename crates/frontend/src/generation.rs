@@ -87,6 +87,21 @@ impl Generation {
         self.guard.as_ref().map(|g| g.worker())
     }
 
+    /// Runs the generation to its end: the whole text and the OpenAI finish reason (`stop` if the
+    /// engine gave none). For unary responses of every front door.
+    pub async fn collect_text(&mut self) -> Result<(String, &'static str), ApiError> {
+        let mut text = String::new();
+        let mut finish = "stop";
+        while let Some(delta) = self.next().await {
+            let delta = delta?;
+            text.push_str(delta.text);
+            if let Some(reason) = delta.finish_reason {
+                finish = reason.as_openai_str();
+            }
+        }
+        Ok((text, finish))
+    }
+
     /// The next non-empty delta, or the final one. `None` once finished.
     pub async fn next(&mut self) -> Option<Result<TextDelta<'_>, ApiError>> {
         loop {

@@ -17,6 +17,7 @@
 mod admission;
 mod cpu_pool;
 mod generation;
+mod listener;
 mod manager;
 mod metrics;
 mod pipeline;
@@ -24,6 +25,7 @@ mod pipeline;
 pub use admission::{ActiveTicket, Admission};
 pub use cpu_pool::CpuPool;
 pub use generation::{Generation, TextDelta};
+pub use listener::bind_listener;
 pub use manager::{ModelManager, load_model_card};
 pub use metrics::{Endpoint, Metrics, ModelMetrics, RequestRecord};
 pub use pipeline::ModelPipeline;

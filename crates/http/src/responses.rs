@@ -158,15 +158,7 @@ pub(crate) async fn unary(
 async fn collect(
     mut generation: Generation,
 ) -> Result<(String, &'static str, Generation), ApiError> {
-    let mut text = String::new();
-    let mut finish = "stop";
-    while let Some(delta) = generation.next().await {
-        let delta = delta?;
-        text.push_str(delta.text);
-        if let Some(reason) = delta.finish_reason {
-            finish = reason.as_openai_str();
-        }
-    }
+    let (text, finish) = generation.collect_text().await?;
     Ok((text, finish, generation))
 }
 

@@ -273,7 +273,15 @@ pub async fn serve(
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), std::io::Error> {
     let app = router(service.clone(), config.body_limit_bytes);
-    serve_app(config, service, app, "listening on", shutdown, on_bound).await
+    serve_app(
+        config,
+        service,
+        app,
+        ("HTTP", "listening on"),
+        shutdown,
+        on_bound,
+    )
+    .await
 }
 
 /// Serves [`observability_router`] over plain HTTP on `host:port` until `shutdown` resolves
@@ -297,7 +305,7 @@ pub async fn serve_observability(
         config,
         service,
         app,
-        "metrics and health on",
+        ("metrics HTTP", "metrics and health on"),
         shutdown,
         on_bound,
     )
@@ -308,18 +316,12 @@ async fn serve_app(
     config: HttpConfig,
     service: Arc<HttpService>,
     app: Router,
-    what: &str,
+    // (name in bind errors, start of the "serving" log line tests and scripts read)
+    (what, log_prefix): (&str, &str),
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), std::io::Error> {
-    let listener =
-        std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot bind {}:{}: {e}", config.host, config.port),
-            )
-        })?;
-    listener.set_nonblocking(true)?;
+    let listener = switchyard_frontend::bind_listener(&config.host, config.port, what)?;
     let addr = listener.local_addr()?;
     let handle = axum_server::Handle::<SocketAddr>::new();
     let drain_handle = handle.clone();
@@ -365,7 +367,7 @@ async fn serve_app(
     } else {
         "http"
     };
-    tracing::info!("{what} {scheme}://{addr}");
+    tracing::info!("{log_prefix} {scheme}://{addr}");
     on_bound(addr);
     match rustls_config {
         Some(rustls_config) => {

@@ -44,14 +44,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_bound: impl FnOnce(SocketAddr),
 ) -> Result<(), std::io::Error> {
-    let listener =
-        std::net::TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot bind gRPC {}:{}: {e}", config.host, config.port),
-            )
-        })?;
-    listener.set_nonblocking(true)?;
+    let listener = switchyard_frontend::bind_listener(&config.host, config.port, "gRPC")?;
     let addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(tokio::net::TcpListener::from_std(listener)?)
         // Streams send one small message per chunk: no Nagle delays.

@@ -148,7 +148,7 @@ impl KserveService {
         let mut started = self
             .start(&mut req, Endpoint::ModelInfer, arrived, record)
             .await?;
-        let (text, finish) = collect(&mut started.generation).await?;
+        let (text, finish) = started.generation.collect_text().await?;
         Ok(tensors::response(
             &started.model,
             &req.id,
@@ -178,7 +178,7 @@ impl KserveService {
         let outputs = started.params.outputs;
         if !started.params.stream {
             let collected = tokio::select! {
-                collected = collect(&mut started.generation) => collected,
+                collected = started.generation.collect_text() => collected,
                 _ = gone() => return,
             };
             match collected {
@@ -282,20 +282,6 @@ fn log_internal(error: &ApiError) {
     if error.kind == ErrorKind::Internal {
         tracing::error!(error = %error.message, "gRPC request failed");
     }
-}
-
-/// Runs a generation to its end: the whole text and the finish reason.
-async fn collect(generation: &mut Generation) -> Result<(String, &'static str), ApiError> {
-    let mut text = String::new();
-    let mut finish = "stop";
-    while let Some(delta) = generation.next().await {
-        let delta = delta?;
-        text.push_str(delta.text);
-        if let Some(reason) = delta.finish_reason {
-            finish = reason.as_openai_str();
-        }
-    }
-    Ok((text, finish))
 }
 
 fn new_request_id() -> String {
