@@ -211,8 +211,8 @@ impl KvIndex {
             .expect_blocks(blocks.min(Self::MAX_EXPECTED_BLOCKS));
     }
 
-    /// Largest hint [`KvIndex::expect_blocks`] honours: 2^22 blocks (about 100 MB of map).
-    pub const MAX_EXPECTED_BLOCKS: usize = 1 << 22;
+    /// Largest hint [`KvIndex::expect_blocks`] honours: 2^20 blocks (about 34 MB of map).
+    pub const MAX_EXPECTED_BLOCKS: usize = 1 << 20;
 
     /// Forgets a worker entirely (it left): its blocks and its event numbering.
     pub fn remove_worker(&mut self, worker: WorkerKey) {
