@@ -14,6 +14,8 @@
 //!   compared with a one-shot `decode` (crates/postprocess).
 //! - [`check_sse_client`]: the load generator's SSE parser under arbitrary frame splits, and its
 //!   chunk classifier (crates/bench).
+//! - [`check_kserve_request`]: protobuf `ModelInferRequest` bytes → the KServe tensor mapping and
+//!   validation (crates/kserve).
 //!
 //! [`ByteSource`] turns fuzz bytes into structured choices; [`models`] loads the test models
 //! (`scripts/fetch-test-models.sh`) once per process; [`TARGETS`] and [`check`] name the checkers
@@ -21,6 +23,7 @@
 
 mod bytes;
 mod chat_template;
+mod kserve_request;
 pub mod models;
 mod openai_request;
 mod postprocess;
@@ -28,16 +31,18 @@ mod sse_client;
 
 pub use bytes::ByteSource;
 pub use chat_template::check_chat_template;
+pub use kserve_request::check_kserve_request;
 pub use openai_request::check_openai_request;
 pub use postprocess::check_postprocess;
 pub use sse_client::check_sse_client;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 4] = [
+pub const TARGETS: [&str; 5] = [
     "openai_request",
     "chat_template",
     "postprocess",
     "sse_client",
+    "kserve_request",
 ];
 
 /// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
@@ -59,6 +64,7 @@ pub fn check(target: &str, data: &[u8]) -> Option<()> {
         "chat_template" => check_chat_template(data),
         "postprocess" => check_postprocess(data),
         "sse_client" => check_sse_client(data),
+        "kserve_request" => check_kserve_request(data),
         _ => return None,
     }
     Some(())

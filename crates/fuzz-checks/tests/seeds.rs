@@ -51,6 +51,11 @@ fn sse_client_seeds() {
 }
 
 #[test]
+fn kserve_request_seeds() {
+    run_seeds("kserve_request");
+}
+
+#[test]
 fn every_target_has_seeds_and_a_test() {
     // A new target added to TARGETS needs a seed directory (and a test function above).
     for target in TARGETS {
