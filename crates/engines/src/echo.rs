@@ -14,6 +14,9 @@
 //!   prompt is full of end-of-turn tokens, and the echo "model" says its whole prompt.
 //! - `max_tokens == 0`: one item without tokens, `Length`. Empty prompt: one item without
 //!   tokens, `Stop`.
+//! - a resumed (migrated) request, whose last `resumed_output_tokens` prompt tokens are what an
+//!   earlier stream already said: the script is the prompt before them, continued from there,
+//!   so a migrated echo says exactly what an unbroken one would have.
 //!
 //! All work happens inside `poll_next`: there is no task and no channel, so dropping the stream
 //! stops it at once. With a zero delay every poll is ready and costs one inline
@@ -89,8 +92,10 @@ pub struct EchoStream {
     stop: StopConditions,
     /// Whether any token id can end the stream (skips the per-token check when none can).
     has_stop_ids: bool,
-    /// Tokens emitted so far.
+    /// Tokens emitted so far by this stream.
     generated: u32,
+    /// Where in its script this stream starts: a resumed request already said that many.
+    offset: usize,
     done: bool,
     pacer: Pacer,
 }
@@ -98,11 +103,17 @@ pub struct EchoStream {
 impl EchoStream {
     fn new(request: PreprocessedRequest, token_delay: Duration) -> Self {
         let stop = request.stop;
+        let mut prompt = request.token_ids;
+        // A migrated request carries its earlier output after the prompt: the script is the
+        // original prompt, continued where the broken stream stopped.
+        let offset = (request.resumed_output_tokens as usize).min(prompt.len());
+        prompt.truncate(prompt.len() - offset);
         EchoStream {
-            prompt: request.token_ids,
+            prompt,
             has_stop_ids: !stop.stop_token_ids.is_empty(),
             stop,
             generated: 0,
+            offset,
             done: false,
             pacer: if token_delay.is_zero() {
                 Pacer::Unpaced
@@ -128,7 +139,7 @@ impl EchoStream {
         let prompt_len = self.prompt.len();
         // usize -> u32 cannot lose information that matters: `generated` never exceeds
         // `max_tokens`, a u32, so the modulo is taken on values that fit.
-        let token = self.prompt[self.generated as usize % prompt_len];
+        let token = self.prompt[(self.offset + self.generated as usize) % prompt_len];
         self.generated += 1;
         let output = EngineOutput::token(token);
 
@@ -155,7 +166,7 @@ impl EchoStream {
 
     /// Whether the EOS the echo "model" wants after the prompt may be token `generated + 1`.
     fn implicit_eos_allowed(&self, prompt_len: usize) -> bool {
-        let past_prompt = self.generated as usize >= prompt_len;
+        let past_prompt = self.offset + self.generated as usize >= prompt_len;
         // Same rule as `StopConditions::is_stop_token`: a stop at position g needs g > min_tokens.
         past_prompt && !self.stop.ignore_eos && self.generated >= self.stop.min_tokens
     }
@@ -241,6 +252,49 @@ mod tests {
         assert_eq!(out.len(), 7);
         assert_eq!(out[6].token_ids.as_slice(), &[4]);
         assert_eq!(out[6].finish_reason, Some(FinishReason::Length));
+    }
+
+    #[test]
+    fn resumed_request_continues_the_script_where_it_broke() {
+        let whole = drain(stream(
+            &[1, 2, 3, 4, 5],
+            StopConditions {
+                max_tokens: 100,
+                ..Default::default()
+            },
+        ));
+        assert_eq!(whole.len(), 5);
+        // The first stream said 1, 2 and broke; the resumed one gets prompt + [1, 2], 2 resumed
+        // tokens and the remaining budget.
+        let resumed = drain(EchoStream::new(
+            PreprocessedRequest {
+                token_ids: vec![1, 2, 3, 4, 5, 1, 2],
+                resumed_output_tokens: 2,
+                stop: StopConditions {
+                    max_tokens: 98,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            Duration::ZERO,
+        ));
+        assert_eq!(resumed, whole[2..].to_vec());
+        // Resumed with a budget that ends early: Length after the budget.
+        let capped = drain(EchoStream::new(
+            PreprocessedRequest {
+                token_ids: vec![1, 2, 3, 4, 5, 1, 2],
+                resumed_output_tokens: 2,
+                stop: StopConditions {
+                    max_tokens: 2,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            Duration::ZERO,
+        ));
+        let tokens: Vec<TokenId> = capped.iter().flat_map(|o| o.token_ids.clone()).collect();
+        assert_eq!(tokens, vec![3, 4]);
+        assert_eq!(capped[1].finish_reason, Some(FinishReason::Length));
     }
 
     #[test]

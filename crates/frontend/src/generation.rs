@@ -6,8 +6,9 @@ use std::time::Instant;
 use futures::StreamExt;
 use switchyard_engines::{EngineError, EngineStream};
 use switchyard_postprocess::PostProcessor;
-use switchyard_protocol::{ApiError, FinishReason, StopConditions};
+use switchyard_protocol::{ApiError, FinishReason, PreprocessedRequest, StopConditions, TokenId};
 use switchyard_router::LoadGuard;
+use switchyard_runtime::WorkerId;
 
 use crate::metrics::Endpoint;
 use crate::pipeline::ModelPipeline;
@@ -20,6 +21,31 @@ pub struct TextDelta<'a> {
     pub finish_reason: Option<FinishReason>,
 }
 
+/// What a generation needs to resume on another worker when its stream breaks.
+pub(crate) struct Resume {
+    /// The request as first sent.
+    pub(crate) request: PreprocessedRequest,
+    /// Tokens received so far, in order: the resumed request's prompt ends with them.
+    pub(crate) generated: Vec<TokenId>,
+    pub(crate) migrations_left: u32,
+    /// Workers that failed this request; it does not go back to them.
+    pub(crate) failed: Vec<WorkerId>,
+}
+
+impl Resume {
+    /// The request that continues where the broken stream stopped: prompt + output so far,
+    /// with the output limits reduced by what was already generated.
+    fn continuation(&self) -> PreprocessedRequest {
+        let mut request = self.request.clone();
+        let done = self.generated.len() as u32;
+        request.token_ids.extend_from_slice(&self.generated);
+        request.resumed_output_tokens += done;
+        request.stop.max_tokens = request.stop.max_tokens.saturating_sub(done);
+        request.stop.min_tokens = request.stop.min_tokens.saturating_sub(done);
+        request
+    }
+}
+
 /// A running generation. Dropping it before it finished cancels the request on the worker (the
 /// engine stream is dropped), releases the router load (the guard is dropped) and counts a
 /// client disconnect.
@@ -27,6 +53,10 @@ pub struct Generation {
     pipeline: Arc<ModelPipeline>,
     stream: Option<EngineStream>,
     guard: Option<LoadGuard>,
+    /// The current worker has not produced a token yet (its prefill is still pending).
+    awaiting_first_token: bool,
+    /// Set when the request may migrate (`--migration-limit` > 0).
+    resume: Option<Resume>,
     post: PostProcessor,
     prompt_tokens: u32,
     cached_tokens: Option<u32>,
@@ -42,6 +72,7 @@ impl Generation {
         pipeline: Arc<ModelPipeline>,
         guard: LoadGuard,
         stream: EngineStream,
+        resume: Option<Resume>,
         stop: &StopConditions,
         skip_special_tokens: bool,
         prompt_tail: &[u32],
@@ -60,6 +91,8 @@ impl Generation {
             pipeline,
             stream: Some(stream),
             guard: Some(guard),
+            awaiting_first_token: true,
+            resume,
             post,
             prompt_tokens,
             cached_tokens: None,
@@ -113,27 +146,48 @@ impl Generation {
             let output = match item {
                 Some(Ok(output)) => output,
                 Some(Err(e)) => {
-                    self.finish();
-                    return Some(Err(engine_error(e)));
+                    // A failed worker (or a lost connection) may be replaced; a request the
+                    // engine refuses would be refused anywhere.
+                    let migratable = matches!(e, EngineError::Failed(_));
+                    let error = engine_error(e);
+                    let outcome = if migratable {
+                        self.migrate(error).await
+                    } else {
+                        Err(error)
+                    };
+                    if let Err(e) = outcome {
+                        self.finish();
+                        return Some(Err(e));
+                    }
+                    continue;
                 }
                 None => {
-                    self.finish();
-                    return Some(Err(ApiError::internal(
-                        "the worker's stream ended before the request finished",
-                    )));
+                    let error =
+                        ApiError::internal("the worker's stream ended before the request finished");
+                    if let Err(e) = self.migrate(error).await {
+                        self.finish();
+                        return Some(Err(e));
+                    }
+                    continue;
                 }
             };
             if !output.token_ids.is_empty() {
                 let now = Instant::now();
                 let metrics = self.pipeline.metrics();
+                if let Some(resume) = self.resume.as_mut() {
+                    resume.generated.extend_from_slice(&output.token_ids);
+                }
+                if self.awaiting_first_token {
+                    self.awaiting_first_token = false;
+                    if let Some(guard) = self.guard.as_mut() {
+                        guard.prefill_done();
+                    }
+                }
                 match self.last_token_at {
                     None => {
                         metrics
                             .ttft
                             .observe(now.duration_since(self.arrived).as_secs_f64());
-                        if let Some(guard) = self.guard.as_mut() {
-                            guard.prefill_done();
-                        }
                     }
                     Some(prev) => {
                         let gap =
@@ -169,6 +223,41 @@ impl Generation {
                 }));
             }
         }
+    }
+
+    /// Moves the request to another worker after its stream broke with `error`: returns
+    /// `error` (or why no worker can take it) when no migration is left.
+    async fn migrate(&mut self, error: ApiError) -> Result<(), ApiError> {
+        let metrics = self.pipeline.metrics();
+        let Some(resume) = self.resume.as_mut().filter(|r| r.migrations_left > 0) else {
+            metrics.migrations_exhausted.inc();
+            return Err(error);
+        };
+        resume.migrations_left -= 1;
+        if let Some(guard) = self.guard.take() {
+            resume.failed.push(guard.worker().id);
+            tracing::warn!(
+                worker = %guard.worker().id,
+                generated = resume.generated.len(),
+                migrations_left = resume.migrations_left,
+                error = %error.message,
+                "worker stream broke; resuming the request on another worker"
+            );
+        }
+        // The broken stream goes first: whatever the worker still does for it is cancelled.
+        self.stream = None;
+        let request = resume.continuation();
+        let mut failed = std::mem::take(&mut resume.failed);
+        let opened = self.pipeline.open(request, &mut failed).await;
+        if let Some(resume) = self.resume.as_mut() {
+            resume.failed = failed;
+        }
+        let (guard, stream) = opened?;
+        metrics.migrations.inc();
+        self.guard = Some(guard);
+        self.stream = Some(stream);
+        self.awaiting_first_token = true;
+        Ok(())
     }
 
     fn finish(&mut self) {

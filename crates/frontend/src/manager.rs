@@ -33,6 +33,7 @@ pub struct ModelManager {
     request_plane: Arc<dyn RequestPlane>,
     cpu: CpuPool,
     metrics: Arc<Metrics>,
+    migration_limit: u32,
 }
 
 impl ModelManager {
@@ -48,7 +49,15 @@ impl ModelManager {
             request_plane,
             cpu,
             metrics,
+            migration_limit: 0,
         }
+    }
+
+    /// Every model's requests may move to another worker up to `limit` times when a worker's
+    /// stream breaks (`--migration-limit`).
+    pub fn with_migration_limit(mut self, limit: u32) -> Self {
+        self.migration_limit = limit;
+        self
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -68,7 +77,8 @@ impl ModelManager {
             self.request_plane.clone(),
             self.cpu.clone(),
             self.metrics.for_model(name),
-        )?);
+        )?
+        .with_migration_limit(self.migration_limit));
         self.models
             .write()
             .insert(name.to_string(), pipeline.clone());

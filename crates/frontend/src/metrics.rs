@@ -57,6 +57,8 @@ pub struct Metrics {
     pub requests_total: IntCounterVec,
     pub inflight_requests: IntGaugeVec,
     pub client_disconnects: IntCounterVec,
+    /// By model and outcome: `migrated`, `retried`, `exhausted`.
+    pub worker_failures: IntCounterVec,
     ttft: HistogramVec,
     itl: HistogramVec,
     input_tokens: HistogramVec,
@@ -70,6 +72,12 @@ pub struct ModelMetrics {
     pub itl: Histogram,
     pub input_tokens: Histogram,
     pub output_tokens: Histogram,
+    /// Requests resumed on another worker after their stream broke.
+    pub migrations: IntCounter,
+    /// Requests sent to another worker because the chosen one could not be reached.
+    pub retries: IntCounter,
+    /// Requests whose stream broke with no migration left (the client got an error).
+    pub migrations_exhausted: IntCounter,
     /// Client disconnects, indexed by [`Endpoint`].
     disconnects: [IntCounter; 4],
 }
@@ -113,6 +121,11 @@ impl Metrics {
             "Requests whose client went away before the response finished.",
             &["model", "protocol", "endpoint"],
         );
+        let worker_failures = counter(
+            "switchyard_worker_failures_total",
+            "Requests hit by a worker failure, by what the frontend did: migrated (resumed on another worker after the stream broke), retried (the chosen worker was unreachable) or exhausted (no migration left: the client got an error).",
+            &["model", "outcome"],
+        );
         let inflight_requests = IntGaugeVec::new(
             Opts::new(
                 "switchyard_http_inflight_requests",
@@ -149,6 +162,7 @@ impl Metrics {
             requests_total,
             inflight_requests,
             client_disconnects,
+            worker_failures,
         }
     }
 
@@ -158,6 +172,9 @@ impl Metrics {
             itl: self.itl.with_label_values(&[model]),
             input_tokens: self.input_tokens.with_label_values(&[model]),
             output_tokens: self.output_tokens.with_label_values(&[model]),
+            migrations: self.worker_failures.with_label_values(&[model, "migrated"]),
+            retries: self.worker_failures.with_label_values(&[model, "retried"]),
+            migrations_exhausted: self.worker_failures.with_label_values(&[model, "exhausted"]),
             disconnects: Endpoint::ALL.map(|e| {
                 self.client_disconnects
                     .with_label_values(&[model, e.protocol(), e.as_str()])

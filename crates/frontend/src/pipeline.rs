@@ -11,11 +11,13 @@ use switchyard_protocol::openai::{
 use switchyard_protocol::{
     ApiError, CacheKey, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
 };
-use switchyard_router::{Router, RouterConfig, RouterError};
+use switchyard_engines::EngineStream;
+use switchyard_router::{LoadGuard, Router, RouterConfig};
 use switchyard_runtime::request_plane::RequestPlane;
+use switchyard_runtime::{RuntimeError, WorkerId};
 
 use crate::cpu_pool::CpuPool;
-use crate::generation::Generation;
+use crate::generation::{Generation, Resume};
 use crate::metrics::{Endpoint, ModelMetrics};
 
 /// Everything needed to serve one model name.
@@ -29,6 +31,8 @@ pub struct ModelPipeline {
     request_plane: Arc<dyn RequestPlane>,
     cpu: CpuPool,
     metrics: ModelMetrics,
+    /// How many times one request may move to another worker after its stream broke.
+    migration_limit: u32,
 }
 
 impl ModelPipeline {
@@ -63,7 +67,14 @@ impl ModelPipeline {
             request_plane,
             cpu,
             metrics,
+            migration_limit: 0,
         })
+    }
+
+    /// Lets each request move to another worker up to `limit` times when its stream breaks.
+    pub fn with_migration_limit(mut self, limit: u32) -> Self {
+        self.migration_limit = limit;
+        self
     }
 
     pub fn name(&self) -> &str {
@@ -256,34 +267,37 @@ impl ModelPipeline {
                 lora_name: None,
                 cache_salt: common.cache_salt.clone(),
             },
+            resumed_output_tokens: 0,
         })
     }
 
-    /// Routes `request` to a worker and opens its token stream.
+    /// Routes `request` to a worker and opens its token stream. With a migration limit the
+    /// generation keeps what it needs to resume on another worker if the stream breaks.
     pub async fn generate(
         self: &Arc<Self>,
         request: PreprocessedRequest,
         endpoint: Endpoint,
         arrived: Instant,
     ) -> Result<Generation, ApiError> {
-        let guard = self.router.select(&request).map_err(|e| match e {
-            RouterError::NoWorkers(_) => ApiError::unavailable(e.to_string()),
-        })?;
         let prompt_tokens = request.token_ids.len() as u32;
         let tail_start = request.token_ids.len().saturating_sub(8);
         let prompt_tail: Vec<u32> = request.token_ids[tail_start..].to_vec();
         let stop = request.stop.clone();
         let skip_special_tokens = request.output.skip_special_tokens;
         self.metrics.input_tokens.observe(prompt_tokens as f64);
-        let stream = self
-            .request_plane
-            .generate(guard.worker(), request)
-            .await
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let resume = (self.migration_limit > 0).then(|| Resume {
+            request: request.clone(),
+            generated: Vec::new(),
+            migrations_left: self.migration_limit,
+            failed: Vec::new(),
+        });
+        let mut failed = Vec::new();
+        let (guard, stream) = self.open(request, &mut failed).await?;
         Generation::new(
             self.clone(),
             guard,
             stream,
+            resume.map(|r| Resume { failed, ..r }),
             &stop,
             skip_special_tokens,
             &prompt_tail,
@@ -291,5 +305,46 @@ impl ModelPipeline {
             endpoint,
             arrived,
         )
+    }
+
+    /// Picks a worker not in `failed` and opens the stream there. A worker that cannot be
+    /// reached (it died and discovery has not noticed yet) joins `failed` and the next one is
+    /// tried: nothing was generated, so this is routing, not migration.
+    pub(crate) async fn open(
+        &self,
+        request: PreprocessedRequest,
+        failed: &mut Vec<WorkerId>,
+    ) -> Result<(LoadGuard, EngineStream), ApiError> {
+        let mut pending = request;
+        loop {
+            let guard = self
+                .router
+                .select_excluding(&pending, failed)
+                .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            // The request moves into the plane; a copy is kept while another worker could
+            // take it should this one be unreachable.
+            let spare = (self.router.worker_count() > failed.len() + 1).then(|| pending.clone());
+            match self.request_plane.generate(guard.worker(), pending).await {
+                Ok(stream) => return Ok((guard, stream)),
+                Err(RuntimeError::Unreachable(worker, why)) => {
+                    tracing::warn!(%worker, %why, "worker unreachable; trying another");
+                    failed.push(worker);
+                    drop(guard);
+                    match spare {
+                        Some(copy) => {
+                            self.metrics.retries.inc();
+                            pending = copy;
+                        }
+                        None => {
+                            return Err(ApiError::unavailable(format!(
+                                "no reachable worker for model `{}`: {why}",
+                                self.name
+                            )));
+                        }
+                    }
+                }
+                Err(e) => return Err(ApiError::unavailable(e.to_string())),
+            }
+        }
     }
 }

@@ -67,6 +67,11 @@ pub struct PreprocessedRequest {
     /// both hints are equal (engines key their prefix caches on them, routers their hashes).
     #[serde(default)]
     pub cache_key: CacheKey,
+    /// How many tokens at the end of `token_ids` this request generated earlier, on a worker
+    /// whose stream broke (a migrated request resumes with prompt + output so far). Engines
+    /// treat them as prompt; a scripted engine (echo) uses the count to continue its script.
+    #[serde(default)]
+    pub resumed_output_tokens: u32,
 }
 
 /// The parts of a request besides its tokens that decide which cached blocks it may reuse.

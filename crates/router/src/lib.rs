@@ -107,6 +107,8 @@ pub const DEFAULT_BLOCK_SIZE: u32 = 16;
 pub enum RouterError {
     #[error("no worker is serving model `{0}`")]
     NoWorkers(String),
+    #[error("no other worker is serving model `{0}`")]
+    NoOtherWorkers(String),
 }
 
 /// Live counters of one worker, shared by the router and every outstanding [`LoadGuard`].
@@ -329,22 +331,51 @@ impl Router {
 
     /// Picks a worker for `request` and accounts its load.
     pub fn select(&self, request: &PreprocessedRequest) -> Result<LoadGuard, RouterError> {
+        self.select_excluding(request, &[])
+    }
+
+    /// [`Router::select`] among the workers not in `exclude` (those that already failed this
+    /// request: a migrated or retried request must not go back to them while discovery still
+    /// lists them).
+    pub fn select_excluding(
+        &self,
+        request: &PreprocessedRequest,
+        exclude: &[WorkerId],
+    ) -> Result<LoadGuard, RouterError> {
         let workers = self.workers.read();
-        if workers.is_empty() {
-            return Err(RouterError::NoWorkers(self.model.clone()));
+        let allowed = |i: usize| !exclude.contains(&workers[i].instance.id);
+        let eligible = if exclude.is_empty() {
+            workers.len()
+        } else {
+            (0..workers.len()).filter(|&i| allowed(i)).count()
+        };
+        if eligible == 0 {
+            return Err(if workers.is_empty() {
+                RouterError::NoWorkers(self.model.clone())
+            } else {
+                RouterError::NoOtherWorkers(self.model.clone())
+            });
         }
+        // The k-th eligible worker (k < eligible).
+        let nth_eligible = |k: usize| {
+            (0..workers.len())
+                .filter(|&i| allowed(i))
+                .nth(k)
+                .unwrap_or(0)
+        };
         let prompt_tokens = request.token_ids.len() as u64;
         let block_size = self.block_size();
         let request_blocks = prompt_tokens.div_ceil(u64::from(block_size));
         let (index, overlap_blocks) = match self.config.mode {
-            RouterMode::RoundRobin => {
-                (self.next.fetch_add(1, Ordering::Relaxed) % workers.len(), 0)
-            }
-            RouterMode::Random => (rand::rng().random_range(0..workers.len()), 0),
+            RouterMode::RoundRobin => (
+                nth_eligible(self.next.fetch_add(1, Ordering::Relaxed) % eligible),
+                0,
+            ),
+            RouterMode::Random => (nth_eligible(rand::rng().random_range(0..eligible)), 0),
             RouterMode::PowerOfTwo => {
                 let mut rng = rand::rng();
-                let a = rng.random_range(0..workers.len());
-                let b = rng.random_range(0..workers.len());
+                let a = nth_eligible(rng.random_range(0..eligible));
+                let b = nth_eligible(rng.random_range(0..eligible));
                 let load = |i: usize| workers[i].load.active_requests.load(Ordering::Relaxed);
                 (if load(b) < load(a) { b } else { a }, 0)
             }
@@ -355,11 +386,12 @@ impl Router {
                 let n = workers.len();
                 let best = (0..n)
                     .map(|k| (start + k) % n)
+                    .filter(|&i| allowed(i))
                     .min_by_key(|&i| workers[i].load.active_requests.load(Ordering::Relaxed))
                     .unwrap_or(0);
                 (best, 0)
             }
-            RouterMode::Kv => self.select_kv(&workers, request, block_size),
+            RouterMode::Kv => self.select_kv(&workers, request, block_size, exclude),
         };
         let slot = &workers[index];
         let load = &slot.load;
@@ -392,6 +424,7 @@ impl Router {
         workers: &[WorkerSlot],
         request: &PreprocessedRequest,
         block_size: u32,
+        exclude: &[WorkerId],
     ) -> (usize, u32) {
         let hasher = BlockHasher::for_cache_key(block_size, &request.cache_key);
         let mut hashes = Vec::with_capacity(request.token_ids.len() / block_size as usize + 1);
@@ -411,8 +444,13 @@ impl Router {
                 Some((index, now_ms))
             }
         };
-        let candidates: smallvec::SmallVec<[Candidate; 16]> = workers
+        // Positions in `workers` of the candidates (they differ only when some are excluded).
+        let positions: smallvec::SmallVec<[usize; 16]> = (0..workers.len())
+            .filter(|&i| !exclude.contains(&workers[i].instance.id))
+            .collect();
+        let candidates: smallvec::SmallVec<[Candidate; 16]> = positions
             .iter()
+            .map(|&i| &workers[i])
             .map(|slot| {
                 let load = &slot.load;
                 let tracked = load.active_blocks.load(Ordering::Relaxed);
@@ -437,7 +475,7 @@ impl Router {
         if let Some((index, now_ms)) = approx.as_mut() {
             index.record(candidates[chosen].worker, &hashes, *now_ms);
         }
-        (chosen, candidates[chosen].overlap_blocks)
+        (positions[chosen], candidates[chosen].overlap_blocks)
     }
 
     /// Counters of the current workers, for metrics.
