@@ -49,6 +49,8 @@ pub struct IndexStats {
     pub clears: u64,
     /// [`KvIndex::remove_worker`] calls for a known worker.
     pub workers_removed: u64,
+    /// Cache dumps loaded with [`KvIndex::load_dump`].
+    pub dumps_loaded: u64,
 }
 
 /// Why an event was not applied cleanly.
@@ -214,6 +216,37 @@ impl KvIndex {
     /// Largest hint [`KvIndex::expect_blocks`] honours: 2^20 blocks (about 34 MB of map).
     pub const MAX_EXPECTED_BLOCKS: usize = 1 << 20;
 
+    /// Replaces what the index knows of `worker` with a dump of its whole cache: `Stored`
+    /// events, parents first, each carrying the id of the worker's last live event before the
+    /// snapshot (the mocker's `dump_cache_state`). Live events up to that id are then dropped
+    /// as stale and later ones apply on top. Live events past the snapshot that arrived before
+    /// the dump are lost with the clear: the index may miss those blocks (it under-counts, the
+    /// safe side) until the worker stores them again. Returns the blocks recorded.
+    pub fn load_dump(&mut self, worker: WorkerKey, events: &[KvCacheEvent]) -> usize {
+        let slot = self.table.register(worker);
+        if self.state.len() <= slot as usize {
+            self.state.resize(slot as usize + 1, WorkerState::default());
+        }
+        self.table.clear_slot(slot);
+        let mut blocks = 0;
+        let mut last_event_id = None;
+        for event in events {
+            last_event_id = last_event_id.max(Some(event.event_id));
+            if let KvCacheEventData::Stored { parent, blocks: stored } = &event.data {
+                let (added, _) = self
+                    .table
+                    .store(slot, *parent, stored, |b| b.sequence_hash);
+                blocks += added;
+            }
+        }
+        self.state[slot as usize] = WorkerState {
+            last_event_id,
+            blocks,
+        };
+        self.stats.dumps_loaded += 1;
+        blocks
+    }
+
     /// Forgets a worker entirely (it left): its blocks and its event numbering.
     pub fn remove_worker(&mut self, worker: WorkerKey) {
         if let Some(slot) = self.table.unregister(worker) {
@@ -336,6 +369,31 @@ mod tests {
         assert!(idx.find_matches(&[]).scores.is_empty());
         assert_eq!(idx.block_count(), 4);
         assert_eq!(idx.worker_block_count(1), 3);
+    }
+
+    #[test]
+    fn a_dump_replaces_the_workers_view_and_orders_later_events() {
+        let mut idx = KvIndex::new();
+        idx.apply_event(1, &stored(1, None, &[10, 11])).unwrap();
+        idx.apply_event(2, &stored(1, None, &[10])).unwrap();
+        // Worker 1's snapshot at its event 7: it holds 10, 12 (11 went, 12 came meanwhile).
+        let dump = [stored(7, None, &[10]), stored(7, Some(10), &[12])];
+        assert_eq!(idx.load_dump(1, &dump), 2);
+        assert!(idx.holds(1, 12) && !idx.holds(1, 11) && idx.holds(2, 10));
+        // Events up to the snapshot are stale; later ones apply.
+        assert!(matches!(
+            idx.apply_event(1, &stored(7, Some(10), &[11])),
+            Err(IndexError::StaleEvent { .. })
+        ));
+        idx.apply_event(1, &removed(8, &[12])).unwrap();
+        assert!(!idx.holds(1, 12));
+        assert_eq!(idx.worker_block_count(1), 1);
+        // A worker the index never saw is registered by its dump; an empty dump clears.
+        assert_eq!(idx.load_dump(3, &dump), 2);
+        assert_eq!(idx.load_dump(3, &[]), 0);
+        assert_eq!(idx.worker_block_count(3), 0);
+        assert_eq!(idx.stats().dumps_loaded, 3);
+        idx.assert_consistent();
     }
 
     #[test]

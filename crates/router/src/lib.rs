@@ -304,6 +304,26 @@ impl Router {
         }
     }
 
+    /// Replaces the index's view of `worker` with a dump of its cache (see
+    /// [`KvIndex::load_dump`]); ignored for unknown workers and in approximate mode. Returns the
+    /// blocks recorded.
+    pub fn apply_kv_dump(&self, worker: WorkerId, events: &[KvCacheEvent]) -> usize {
+        if !self.workers.read().iter().any(|s| s.instance.id == worker) {
+            return 0;
+        }
+        let CacheView::Events(index) = &self.cache else {
+            return 0;
+        };
+        let blocks = index.write().load_dump(worker.0, events);
+        tracing::info!(model = %self.model, %worker, blocks, "KV cache dump loaded");
+        blocks
+    }
+
+    /// Whether this router follows KV events (and so wants cache dumps).
+    pub fn uses_kv_events(&self) -> bool {
+        self.config.mode == RouterMode::Kv && matches!(self.cache, CacheView::Events(_))
+    }
+
     /// Records a worker's own count of KV blocks in use.
     pub fn apply_load_report(&self, worker: WorkerId, used_blocks: u64) {
         if let Some(slot) = self.workers.read().iter().find(|s| s.instance.id == worker) {
