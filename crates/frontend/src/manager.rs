@@ -8,10 +8,11 @@ use parking_lot::RwLock;
 use switchyard_postprocess::IncrementalDetokenizer;
 use switchyard_preprocess::{ModelCard, PreprocessError};
 use switchyard_protocol::ApiError;
+use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_router::RouterConfig;
 use switchyard_runtime::event_plane::{WorkerEvent, WorkerEventKind};
 use switchyard_runtime::request_plane::RequestPlane;
-use switchyard_runtime::{InstanceSnapshot, WorkerInstance};
+use switchyard_runtime::{InstanceSnapshot, WorkerId, WorkerInstance};
 use tokio::sync::broadcast;
 use tokio::sync::watch;
 
@@ -70,15 +71,17 @@ impl ModelManager {
         name: &str,
         card: Arc<ModelCard>,
     ) -> Result<Arc<ModelPipeline>, ApiError> {
-        let pipeline = Arc::new(ModelPipeline::new(
-            name.to_string(),
-            card,
-            self.router_config.clone(),
-            self.request_plane.clone(),
-            self.cpu.clone(),
-            self.metrics.for_model(name),
-        )?
-        .with_migration_limit(self.migration_limit));
+        let pipeline = Arc::new(
+            ModelPipeline::new(
+                name.to_string(),
+                card,
+                self.router_config.clone(),
+                self.request_plane.clone(),
+                self.cpu.clone(),
+                self.metrics.for_model(name),
+            )?
+            .with_migration_limit(self.migration_limit),
+        );
         self.models
             .write()
             .insert(name.to_string(), pipeline.clone());
@@ -191,6 +194,34 @@ impl ModelManager {
                 _ => {}
             }
         }
+    }
+
+    /// Loads a worker's KV cache dump into the router of its model.
+    pub fn apply_kv_dump(&self, worker: WorkerId, events: &[KvCacheEvent]) {
+        for pipeline in self.models.read().values() {
+            pipeline.router().apply_kv_dump(worker, events);
+        }
+    }
+
+    /// Whether some model routes on KV events (and so wants workers' cache dumps).
+    pub fn wants_kv_dumps(&self) -> bool {
+        self.models
+            .read()
+            .values()
+            .any(|p| p.router().uses_kv_events())
+    }
+
+    /// Every worker of every model.
+    pub fn worker_ids(&self) -> Vec<WorkerId> {
+        let mut ids: Vec<WorkerId> = self
+            .models
+            .read()
+            .values()
+            .flat_map(|p| p.router().loads().into_iter().map(|l| l.worker))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     /// Follows discovery until the sender side goes away.

@@ -174,7 +174,9 @@ impl Metrics {
             output_tokens: self.output_tokens.with_label_values(&[model]),
             migrations: self.worker_failures.with_label_values(&[model, "migrated"]),
             retries: self.worker_failures.with_label_values(&[model, "retried"]),
-            migrations_exhausted: self.worker_failures.with_label_values(&[model, "exhausted"]),
+            migrations_exhausted: self
+                .worker_failures
+                .with_label_values(&[model, "exhausted"]),
             disconnects: Endpoint::ALL.map(|e| {
                 self.client_disconnects
                     .with_label_values(&[model, e.protocol(), e.as_str()])

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::Value;
+use switchyard_engines::EngineStream;
 use switchyard_preprocess::{ChatTemplate, ChatTemplateInput, ModelCard, flatten_text_content};
 use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput,
@@ -11,7 +12,6 @@ use switchyard_protocol::openai::{
 use switchyard_protocol::{
     ApiError, CacheKey, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
 };
-use switchyard_engines::EngineStream;
 use switchyard_router::{LoadGuard, Router, RouterConfig};
 use switchyard_runtime::request_plane::RequestPlane;
 use switchyard_runtime::{RuntimeError, WorkerId};

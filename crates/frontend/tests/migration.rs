@@ -156,7 +156,10 @@ impl Cluster {
             .generate(self.request(text), Endpoint::Completions, Instant::now())
             .await
             .map_err(|e| e.message.clone())?;
-        generation.collect_text().await.map_err(|e| e.message.clone())
+        generation
+            .collect_text()
+            .await
+            .map_err(|e| e.message.clone())
     }
 
     fn metric(&self, outcome: &str) -> f64 {

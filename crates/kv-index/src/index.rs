@@ -232,10 +232,12 @@ impl KvIndex {
         let mut last_event_id = None;
         for event in events {
             last_event_id = last_event_id.max(Some(event.event_id));
-            if let KvCacheEventData::Stored { parent, blocks: stored } = &event.data {
-                let (added, _) = self
-                    .table
-                    .store(slot, *parent, stored, |b| b.sequence_hash);
+            if let KvCacheEventData::Stored {
+                parent,
+                blocks: stored,
+            } = &event.data
+            {
+                let (added, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
                 blocks += added;
             }
         }
