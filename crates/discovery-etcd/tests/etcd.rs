@@ -225,7 +225,12 @@ async fn etcd_restart_keeps_the_last_snapshot_then_resyncs() {
     assert!(!pending_flush.is_finished());
 
     tokio::task::block_in_place(|| etcd.restart()).unwrap();
+    let restarted = Instant::now();
     wait_for_ids(&mut rx, &[1, 2]).await;
+    eprintln!(
+        "measured: etcd accepting connections again → watcher saw the outage registration in {:?}",
+        restarted.elapsed()
+    );
     let worker = tokio::time::timeout(WAIT, pending_flush)
         .await
         .expect("flush after restart timed out")
