@@ -16,6 +16,22 @@ pub trait Discovery: Send + Sync + 'static {
     /// The live instances of `namespace`, updated on every change. Watchers compare snapshots
     /// rather than replaying events, so a slow watcher can never miss a removal.
     fn watch(&self, namespace: &str) -> watch::Receiver<InstanceSnapshot>;
+
+    /// Whether the backend reaches its store right now, for `/health`. In-process backends
+    /// are always healthy.
+    fn health(&self) -> DiscoveryHealth {
+        DiscoveryHealth::Healthy
+    }
+}
+
+/// A discovery backend's view of its store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiscoveryHealth {
+    Healthy,
+    /// The store is unreachable; watchers keep the last known instances meanwhile.
+    Degraded {
+        reason: String,
+    },
 }
 
 /// Keeps an instance registered; dropping it deregisters.
@@ -141,5 +157,6 @@ mod tests {
         drop(r1);
         assert!(rx.borrow().is_empty());
         assert_eq!(d.watch("b").borrow().len(), 1);
+        assert_eq!(d.health(), DiscoveryHealth::Healthy);
     }
 }

@@ -69,4 +69,7 @@ pub enum RuntimeError {
     DuplicateWorker(WorkerId),
     #[error("worker {0} is not reachable: {1}")]
     Unreachable(WorkerId, String),
+    /// A networked discovery backend failed (bad address, store unreachable, shut down).
+    #[error("discovery: {0}")]
+    Discovery(String),
 }
