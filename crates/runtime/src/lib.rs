@@ -69,4 +69,7 @@ pub enum RuntimeError {
     DuplicateWorker(WorkerId),
     #[error("worker {0} is not reachable: {1}")]
     Unreachable(WorkerId, String),
+    /// The event plane's transport failed (server unreachable, bad address, connection lost).
+    #[error("event plane: {0}")]
+    EventPlane(String),
 }
