@@ -72,4 +72,7 @@ pub enum RuntimeError {
     /// A networked discovery backend failed (bad address, store unreachable, shut down).
     #[error("discovery: {0}")]
     Discovery(String),
+    /// The event plane's transport failed (server unreachable, bad address, connection lost).
+    #[error("event plane: {0}")]
+    EventPlane(String),
 }
