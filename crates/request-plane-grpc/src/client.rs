@@ -99,7 +99,8 @@ impl GrpcRequestPlane {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(self.config.keepalive_interval)
             .keep_alive_timeout(self.config.keepalive_timeout)
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            .http2_max_concurrent_reset_streams(REMEMBERED_RESETS);
         // The endpoint's own timeout covers TCP; this one also covers the HTTP/2 handshake with
         // a peer that accepts but never answers.
         match tokio::time::timeout(self.config.connect_timeout, endpoint.connect()).await {
@@ -162,8 +163,7 @@ impl RequestPlane for GrpcRequestPlane {
             }
         };
         Ok(Box::pin(WorkerStream {
-            responses,
-            done: false,
+            responses: Some(responses),
         }))
     }
 }
@@ -172,25 +172,59 @@ impl RequestPlane for GrpcRequestPlane {
 /// can end becomes one [`CONNECTION_LOST`] error item, so a truncated stream never looks
 /// complete.
 struct WorkerStream {
-    responses: Streaming<pb::GenerateResponse>,
-    done: bool,
+    /// `None` once the stream has yielded its last item.
+    responses: Option<Streaming<pb::GenerateResponse>>,
+}
+
+/// How long a finished call may take to deliver its trailers before it is reset anyway.
+const TRAILERS_GRACE: Duration = Duration::from_secs(5);
+
+/// Locally reset streams h2 remembers (default 50, for 1 s): frames the worker had already
+/// sent for a stream we reset (a cancelled request) are ignored only while it is remembered;
+/// past that each counts as a protocol error, and h2 closes the connection with
+/// ENHANCE_YOUR_CALM after 1024 of them, failing every call on it.
+const REMEMBERED_RESETS: usize = 16 * 1024;
+
+impl WorkerStream {
+    /// Ends the call after its final message without resetting it: reads the trailers now when
+    /// they came with that message (the usual case), or lets a task wait for them. Dropping
+    /// the call instead would reset a stream the worker is closing anyway, and enough of those
+    /// in a second make late frames count against the connection (see [`REMEMBERED_RESETS`]).
+    fn finish(&mut self, cx: &mut Context<'_>) {
+        let Some(mut rest) = self.responses.take() else {
+            return;
+        };
+        if Pin::new(&mut rest).poll_next(cx).is_pending()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let drain = async { while futures::StreamExt::next(&mut rest).await.is_some() {} };
+                let _ = tokio::time::timeout(TRAILERS_GRACE, drain).await;
+            });
+        }
+    }
 }
 
 impl Stream for WorkerStream {
     type Item = Result<EngineOutput, EngineError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
+        let Some(responses) = self.responses.as_mut() else {
             return Poll::Ready(None);
-        }
-        let polled = Pin::new(&mut self.responses).poll_next(cx);
+        };
+        let polled = Pin::new(responses).poll_next(cx);
         let item = match futures::ready!(polled) {
             Some(Ok(response)) => match response_from_proto(response) {
                 Ok(Ok(output)) => {
-                    self.done = output.finish_reason.is_some();
+                    if output.finish_reason.is_some() {
+                        self.finish(cx);
+                    }
                     return Poll::Ready(Some(Ok(output)));
                 }
-                Ok(Err(engine_error)) => Err(engine_error),
+                Ok(Err(engine_error)) => {
+                    self.finish(cx);
+                    return Poll::Ready(Some(Err(engine_error)));
+                }
                 Err(e) => Err(EngineError::Failed(format!(
                     "worker sent an invalid response: {e}"
                 ))),
@@ -204,7 +238,7 @@ impl Stream for WorkerStream {
                 "{CONNECTION_LOST}: the stream ended before its final item"
             ))),
         };
-        self.done = true;
+        self.responses = None;
         Poll::Ready(Some(item))
     }
 }

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt, stream};
 use switchyard_engines::{Engine, EngineError};
@@ -21,6 +22,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Default bound on concurrent calls per connection (hyper's own default, 200, is below what
 /// one frontend may have in flight on one worker).
 pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<pb::GenerateResponse, Status>> + Send>>;
 
@@ -78,6 +82,10 @@ impl WorkerServer {
         .max_encoding_message_size(self.max_message_bytes);
         let server = Server::builder()
             .max_concurrent_streams(max_concurrent_streams)
+            // A frontend host that vanished without closing its connections would otherwise
+            // keep its requests generating (and holding KV blocks) until TCP gives up.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(service)
             .serve_with_incoming_shutdown(incoming, shutdown);
         tracing::info!("worker request plane (gRPC) listening on {addr}");

@@ -169,7 +169,10 @@ async fn counting_relay(target: SocketAddr) -> (SocketAddr, Arc<AtomicUsize>) {
         while let Ok((mut inbound, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
+                // Relayed small frames must not wait for Nagle's algorithm either.
+                let _ = inbound.set_nodelay(true);
                 if let Ok(mut outbound) = TcpStream::connect(target).await {
+                    let _ = outbound.set_nodelay(true);
                     let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                 }
             });
@@ -578,4 +581,59 @@ async fn graceful_shutdown_finishes_calls_in_flight() {
     // Nobody listens any more: the next call cannot start.
     let after = plane.generate(&worker, prompt(&[1], max_tokens(1))).await;
     assert!(matches!(after, Err(RuntimeError::Unreachable(..))));
+}
+
+/// Churn on one connection: h2 counts frames arriving for streams it reset and forgot as
+/// protocol errors and closes the connection after 1024 of them. Before the client read the
+/// trailers of finished calls, 3000 back-to-back calls of the release-built example hit that;
+/// this debug-built test is a guard (it did not reproduce the race without the fix), checking
+/// that thousands of finished and cancelled calls keep working on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_finished_and_cancelled_calls_keep_the_connection() {
+    let server = start_server(Arc::new(EchoEngine::default())).await;
+    let (relay, connections) = counting_relay(server.addr).await;
+    let plane = GrpcRequestPlane::default();
+    let worker = worker_at(relay.to_string());
+    for i in 0..2000u32 {
+        let mut stream = plane
+            .generate(&worker, prompt(&[i, i + 1], max_tokens(8)))
+            .await
+            .unwrap();
+        // Stop at the final item, as the frontend does, without polling for the end.
+        assert_eq!(
+            next(&mut stream)
+                .await
+                .unwrap()
+                .unwrap()
+                .token_ids
+                .as_slice(),
+            &[i]
+        );
+        let last = next(&mut stream).await.unwrap().unwrap();
+        assert_eq!(last.finish_reason, Some(FinishReason::Stop));
+    }
+    let endless = StopConditions {
+        max_tokens: u32::MAX,
+        ignore_eos: true,
+        ..Default::default()
+    };
+    for _ in 0..500 {
+        let mut stream = plane
+            .generate(&worker, prompt(&[3, 4], endless.clone()))
+            .await
+            .unwrap();
+        assert!(next(&mut stream).await.unwrap().is_ok());
+    }
+    let got = collect(
+        plane
+            .generate(&worker, prompt(&[9], max_tokens(4)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        got,
+        vec![Ok(EngineOutput::token(9).finished(FinishReason::Stop))]
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
