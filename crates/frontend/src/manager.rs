@@ -10,6 +10,7 @@ use switchyard_preprocess::{ModelCard, PreprocessError};
 use switchyard_protocol::ApiError;
 use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_router::RouterConfig;
+use switchyard_runtime::discovery::{Discovery, DiscoveryHealth};
 use switchyard_runtime::event_plane::{WorkerEvent, WorkerEventKind};
 use switchyard_runtime::request_plane::RequestPlane;
 use switchyard_runtime::{InstanceSnapshot, WorkerId, WorkerInstance};
@@ -35,6 +36,8 @@ pub struct ModelManager {
     cpu: CpuPool,
     metrics: Arc<Metrics>,
     migration_limit: u32,
+    /// Where workers are found, for `/health`.
+    discovery: RwLock<Option<Arc<dyn Discovery>>>,
 }
 
 impl ModelManager {
@@ -51,7 +54,18 @@ impl ModelManager {
             cpu,
             metrics,
             migration_limit: 0,
+            discovery: RwLock::new(None),
         }
+    }
+
+    /// The discovery backend whose health `/health` reports.
+    pub fn set_discovery(&self, discovery: Arc<dyn Discovery>) {
+        *self.discovery.write() = Some(discovery);
+    }
+
+    /// The discovery backend's health (`None` before [`ModelManager::set_discovery`]).
+    pub fn discovery_health(&self) -> Option<DiscoveryHealth> {
+        self.discovery.read().as_ref().map(|d| d.health())
     }
 
     /// Every model's requests may move to another worker up to `limit` times when a worker's

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use switchyard_frontend::{ActiveTicket, Admission, Metrics, ModelManager, ModelPipeline};
 use switchyard_protocol::{ApiError, ErrorKind};
 use switchyard_router::WorkerLoadSnapshot;
+use switchyard_runtime::discovery::DiscoveryHealth;
 
 use crate::error::HttpError;
 use crate::openai;
@@ -135,7 +136,17 @@ async fn health(State(service): State<Arc<HttpService>>) -> Response {
     } else {
         (StatusCode::OK, "ready")
     };
-    let body = serde_json::json!({"status": state, "models": models});
+    let mut body = serde_json::json!({"status": state, "models": models});
+    // Known workers keep serving while discovery is down, so this informs; it does not fail.
+    match service.manager.discovery_health() {
+        Some(DiscoveryHealth::Healthy) => {
+            body["discovery"] = serde_json::json!({"state": "connected"});
+        }
+        Some(DiscoveryHealth::Degraded { reason }) => {
+            body["discovery"] = serde_json::json!({"state": "reconnecting", "reason": reason});
+        }
+        None => {}
+    }
     (status, axum::Json(body)).into_response()
 }
 

@@ -35,6 +35,7 @@ pub fn request_to_proto(request: PreprocessedRequest) -> pb::GenerateRequest {
         stop,
         output,
         cache_key,
+        resumed_output_tokens,
     } = request;
     pb::GenerateRequest {
         request_id,
@@ -66,6 +67,7 @@ pub fn request_to_proto(request: PreprocessedRequest) -> pb::GenerateRequest {
             lora_name: cache_key.lora_name,
             cache_salt: cache_key.cache_salt,
         }),
+        resumed_output_tokens,
     }
 }
 
@@ -109,6 +111,7 @@ pub fn request_from_proto(request: pb::GenerateRequest) -> Result<PreprocessedRe
             lora_name: cache_key.lora_name,
             cache_salt: cache_key.cache_salt,
         },
+        resumed_output_tokens: request.resumed_output_tokens,
     })
 }
 
@@ -224,6 +227,7 @@ mod tests {
                 lora_name: Some("adapter".into()),
                 cache_salt: Some(String::new()),
             },
+            resumed_output_tokens: 3,
         }
     }
 
@@ -391,6 +395,7 @@ mod tests {
                 },
                 output: OutputOptions { skip_special_tokens },
                 cache_key: CacheKey { lora_name, cache_salt },
+                resumed_output_tokens: max_tokens / 2,
             }
         }
     }

@@ -19,6 +19,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the frontend and in-process workers in one process.
     Serve(ServeArgs),
+    /// Run a frontend (HTTP, optional gRPC, router; no engines) that finds workers through
+    /// discovery and reaches them over the request plane.
+    Frontend(FrontendProcessArgs),
+    /// Run one engine as a worker: it registers itself in discovery, serves the request plane
+    /// and publishes its KV events and load on the event plane.
+    Worker(WorkerProcessArgs),
     /// Measure a server: closed-loop load or a trace replay.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -53,8 +59,24 @@ pub enum RouterModeArg {
     Kv,
 }
 
+/// `serve`: a frontend and its workers in one process.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    /// Number of in-process workers.
+    #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(0..=1024))]
+    pub workers: u32,
+}
+
+/// What every frontend takes: its front doors, the router, migration.
+#[derive(Args, Debug, Clone)]
+pub struct FrontendArgs {
     /// Address the HTTP server binds.
     #[arg(long, env = "SWITCHYARD_HTTP_HOST", default_value = "0.0.0.0")]
     pub http_host: String,
@@ -142,15 +164,14 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_MIGRATION_LIMIT", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub migration_limit: u32,
+}
 
-    /// Engine of the in-process workers.
+/// One engine: its kind, its flags and its model.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Engine of the worker(s).
     #[arg(long, env = "SWITCHYARD_ENGINE", value_enum, default_value = "mocker")]
     pub engine: EngineKind,
-
-    /// Number of in-process workers.
-    #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2,
-          value_parser = clap::value_parser!(u32).range(0..=1024))]
-    pub workers: u32,
 
     /// Per-token delay of the echo engine, in milliseconds.
     #[arg(long, env = "SWITCHYARD_ECHO_DELAY_MS", default_value_t = 0)]
@@ -194,8 +215,126 @@ pub struct ServeArgs {
     pub model_name: Option<String>,
 }
 
+/// How processes find and reach each other.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArgs {
+    /// Where workers register and frontends find them: `etcd://host:port[,host:port...]`.
+    #[arg(long, env = "SWITCHYARD_DISCOVERY")]
+    pub discovery: String,
+
+    /// Where workers publish KV events and load: `nats://host:port`. Without it frontends see
+    /// no KV events (use --router-mode kv --no-kv-events, or a load-based mode).
+    #[arg(long, env = "SWITCHYARD_EVENT_PLANE")]
+    pub event_plane: Option<String>,
+
+    /// How the frontend sends requests to workers.
+    #[arg(
+        long,
+        env = "SWITCHYARD_REQUEST_PLANE",
+        value_enum,
+        default_value = "grpc"
+    )]
+    pub request_plane: RequestPlaneArg,
+
+    /// Seconds a worker's discovery lease lives without keep-alive (a killed worker disappears
+    /// after at most this long).
+    #[arg(long, env = "SWITCHYARD_LEASE_TTL", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_ttl: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RequestPlaneArg {
+    /// A gRPC server-streaming call per request (the project's `worker.proto`).
+    Grpc,
+}
+
+/// `frontend`.
+#[derive(Args, Debug, Clone)]
+pub struct FrontendProcessArgs {
+    #[command(flatten)]
+    pub frontend: FrontendArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Share in-flight routing decisions with the other frontend replicas over the event
+    /// plane, so each accounts the load the others put on workers.
+    #[arg(long, env = "SWITCHYARD_ROUTER_REPLICA_SYNC")]
+    pub router_replica_sync: bool,
+}
+
+/// `worker`.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerProcessArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Scope of discovery and events (frontends of the same namespace use this worker).
+    #[arg(long, env = "SWITCHYARD_NAMESPACE", default_value = "switchyard")]
+    pub namespace: String,
+
+    /// Address the request-plane server binds; frontends connect to it.
+    #[arg(long, env = "SWITCHYARD_WORKER_HOST", default_value = "127.0.0.1")]
+    pub worker_host: String,
+
+    /// Port of the request-plane server (0: any free port).
+    #[arg(long, env = "SWITCHYARD_WORKER_PORT", default_value_t = 0)]
+    pub worker_port: u16,
+}
+
 impl ServeArgs {
     /// Checks combinations clap cannot express; the message says what to change.
+    pub fn validate(&self) -> Result<(), String> {
+        self.frontend.validate()?;
+        self.engine.validate()
+    }
+}
+
+impl FrontendProcessArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        self.frontend.validate()?;
+        self.cluster.validate()?;
+        if self.router_replica_sync && self.cluster.event_plane.is_none() {
+            return Err("--router-replica-sync shares decisions over the event plane: add --event-plane nats://host:port".into());
+        }
+        Ok(())
+    }
+}
+
+impl WorkerProcessArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        self.engine.validate()?;
+        self.cluster.validate()
+    }
+}
+
+impl ClusterArgs {
+    pub fn validate(&self) -> Result<(), String> {
+        let discovery = self.discovery.trim();
+        if discovery == "mem" {
+            return Err("--discovery mem only works inside one process (switchyard serve): give frontends and workers --discovery etcd://host:port".into());
+        }
+        if !discovery.starts_with("etcd://") {
+            return Err(format!(
+                "--discovery `{discovery}`: expected etcd://host:port[,host:port...]"
+            ));
+        }
+        if let Some(plane) = &self.event_plane
+            && !plane.starts_with("nats://")
+        {
+            return Err(format!(
+                "--event-plane `{plane}`: expected nats://host:port"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl FrontendArgs {
     pub fn validate(&self) -> Result<(), String> {
         match (&self.tls_cert_path, &self.tls_key_path) {
             (Some(_), None) => {
@@ -236,6 +375,12 @@ impl ServeArgs {
                 self.router_prune_target_ratio
             ));
         }
+        Ok(())
+    }
+}
+
+impl EngineArgs {
+    pub fn validate(&self) -> Result<(), String> {
         if !self.speedup_ratio.is_finite() || self.speedup_ratio < 0.0 {
             return Err(format!(
                 "--speedup-ratio must be a finite number >= 0 (0 disables simulated delays), got {}",
@@ -298,15 +443,15 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_ones() {
         let args = parse(&[]).unwrap();
-        assert_eq!(args.http_host, "0.0.0.0");
-        assert_eq!(args.http_port, 8000);
+        assert_eq!(args.frontend.http_host, "0.0.0.0");
+        assert_eq!(args.frontend.http_port, 8000);
         assert_eq!(args.workers, 2);
-        assert_eq!(args.engine, EngineKind::Mocker);
-        assert_eq!(args.router_mode, RouterModeArg::RoundRobin);
-        assert!(!args.kserve_grpc_server);
-        assert_eq!(args.grpc_port, 8001);
-        assert_eq!(args.grpc_metrics_port, 8788);
-        assert_eq!(args.grpc_host, None);
+        assert_eq!(args.engine.engine, EngineKind::Mocker);
+        assert_eq!(args.frontend.router_mode, RouterModeArg::RoundRobin);
+        assert!(!args.frontend.kserve_grpc_server);
+        assert_eq!(args.frontend.grpc_port, 8001);
+        assert_eq!(args.frontend.grpc_metrics_port, 8788);
+        assert_eq!(args.frontend.grpc_host, None);
     }
 
     #[test]
@@ -321,6 +466,7 @@ mod tests {
             "9002",
         ])
         .unwrap();
+        let args = args.frontend;
         assert!(args.kserve_grpc_server);
         assert_eq!(args.grpc_host.as_deref(), Some("127.0.0.1"));
         assert_eq!((args.grpc_port, args.grpc_metrics_port), (9001, 9002));
@@ -347,6 +493,72 @@ mod tests {
         let err = parse(&["--tls-key-path", "k.pem"]).unwrap_err();
         assert!(err.contains("--tls-cert-path"), "{err}");
         assert!(parse(&["--tls-key-path", "k.pem", "--tls-cert-path", "c.pem"]).is_ok());
+    }
+
+    fn parse_cmd(argv: &[&str]) -> Result<Command, String> {
+        let mut full = vec!["switchyard"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).map_err(|e| e.to_string())?;
+        match &cli.command {
+            Command::Frontend(a) => a.validate()?,
+            Command::Worker(a) => a.validate()?,
+            _ => {}
+        }
+        Ok(cli.command)
+    }
+
+    #[test]
+    fn frontend_and_worker_need_network_discovery() {
+        let Command::Frontend(f) = parse_cmd(&[
+            "frontend",
+            "--discovery",
+            "etcd://127.0.0.1:2379",
+            "--event-plane",
+            "nats://127.0.0.1:4222",
+            "--migration-limit",
+            "3",
+            "--router-replica-sync",
+        ])
+        .unwrap() else {
+            panic!("not frontend")
+        };
+        assert_eq!(f.frontend.migration_limit, 3);
+        assert_eq!(f.cluster.request_plane, RequestPlaneArg::Grpc);
+        assert!(f.router_replica_sync);
+        let Command::Worker(w) = parse_cmd(&[
+            "worker",
+            "--engine",
+            "echo",
+            "--discovery",
+            "etcd://127.0.0.1:2379",
+        ])
+        .unwrap() else {
+            panic!("not worker")
+        };
+        assert_eq!(w.engine.engine, EngineKind::Echo);
+        assert_eq!((w.worker_host.as_str(), w.worker_port), ("127.0.0.1", 0));
+        let err = parse_cmd(&["worker", "--discovery", "mem"]).unwrap_err();
+        assert!(err.contains("serve"), "{err}");
+        let err = parse_cmd(&["frontend", "--discovery", "zk://x"]).unwrap_err();
+        assert!(err.contains("etcd://"), "{err}");
+        let err = parse_cmd(&[
+            "frontend",
+            "--discovery",
+            "etcd://h:1",
+            "--event-plane",
+            "kafka://x",
+        ])
+        .unwrap_err();
+        assert!(err.contains("nats://"), "{err}");
+        let err = parse_cmd(&[
+            "frontend",
+            "--discovery",
+            "etcd://h:1",
+            "--router-replica-sync",
+        ])
+        .unwrap_err();
+        assert!(err.contains("--event-plane"), "{err}");
+        assert!(parse_cmd(&["frontend"]).is_err(), "--discovery is required");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! hands `bench` to the load generator. No logic of its own lives here.
 
 mod cli;
+mod distributed;
 mod serve;
 
 use clap::Parser;
@@ -25,6 +26,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve::run(args).await,
+            Command::Frontend(args) => distributed::run_frontend(args).await,
+            Command::Worker(args) => distributed::run_worker(args).await,
             Command::Bench(BenchCommand::Load(args)) => {
                 let report = switchyard_bench::run_load(&args).await?;
                 if args.json {

@@ -1,16 +1,18 @@
 //! `switchyard serve`: frontend + in-process workers + in-process planes, in one process.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard_engines::Engine;
 use switchyard_engines::echo::{EchoConfig, EchoEngine};
 use switchyard_engines::mocker::{MockerConfig, MockerEngine};
+use switchyard_engines::{Engine, EngineEventSink};
 use switchyard_frontend::{Admission, CpuPool, Metrics, ModelManager, load_model_card};
 use switchyard_http::{HttpConfig, HttpService, TlsConfig};
 use switchyard_kserve::{GrpcConfig, GrpcTls, KserveService};
 use switchyard_kv_index::ApproxConfig;
+use switchyard_preprocess::ModelCard;
 use switchyard_router::kv::KvSelectorConfig;
 use switchyard_router::{RouterConfig, RouterMode};
 use switchyard_runtime::discovery::{Discovery, MemDiscovery};
@@ -19,17 +21,105 @@ use switchyard_runtime::request_plane::InProcessRequestPlane;
 use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{self, EngineKind, RouterModeArg, ServeArgs};
+use crate::cli::{self, EngineArgs, EngineKind, FrontendArgs, RouterModeArg, ServeArgs};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
-    let body_limit_bytes = cli::body_limit_bytes().map_err(anyhow::Error::msg)?;
-    let grpc_connection_window =
-        cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_CONNECTION_WINDOW_SIZE")
-            .map_err(anyhow::Error::msg)?;
-    let grpc_stream_window = cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_STREAM_WINDOW_SIZE")
-        .map_err(anyhow::Error::msg)?;
-    let model_path = args.model_path.clone();
+    let doors = FrontDoorSettings::from_env()?;
+    let (model_path, card) = load_card(&args.engine.model_path).await?;
+    let model_name = args
+        .engine
+        .model_name
+        .clone()
+        .unwrap_or_else(|| card.name.clone());
+    let vocab_size = card.tokenizer.vocab_size() as u32;
+    let router_config = router_config(&args.frontend);
+
+    let metrics = Arc::new(Metrics::new());
+    let request_plane = InProcessRequestPlane::new();
+    let discovery = MemDiscovery::new();
+    let event_plane = InProcessEventPlane::new(4096);
+    // Subscribed before any engine exists, so no event is published unseen.
+    let worker_events = event_plane.subscribe();
+    let manager = Arc::new(
+        ModelManager::new(
+            router_config,
+            Arc::new(request_plane.clone()),
+            CpuPool::per_core(),
+            metrics,
+        )
+        .with_migration_limit(args.frontend.migration_limit),
+    );
+    manager
+        .add_model(&model_name, Arc::new(card))
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+
+    let mut registrations = Vec::new();
+    for index in 0..args.workers {
+        let id = WorkerId(u64::from(index) + 1);
+        let events: Arc<dyn EngineEventSink> = Arc::new(EngineEventPublisher {
+            plane: event_plane.clone(),
+            worker: id,
+        });
+        let engine = build_engine(&args.engine, vocab_size, Some(events))?;
+        let info = engine.info();
+        request_plane.insert(id, engine.as_engine());
+        registrations.push(discovery.register(WorkerInstance {
+            id,
+            namespace: args.frontend.namespace.clone(),
+            model_name: model_name.clone(),
+            model_path: model_path.display().to_string(),
+            endpoint: Endpoint::InProcess,
+            engine: info.kind.to_string(),
+            kv_block_size: info.kv_block_size,
+            kv_total_blocks: info.kv_total_blocks,
+        })?);
+    }
+    manager.set_discovery(Arc::new(discovery.clone()));
+    let watch = discovery.watch(&args.frontend.namespace);
+    let initial = watch.borrow().clone();
+    manager.apply_snapshot(&initial).await;
+    tokio::spawn(manager.clone().follow(watch));
+    tokio::spawn(manager.clone().follow_events(worker_events));
+    tracing::info!(
+        model = %model_name,
+        engine = ?args.engine.engine,
+        workers = args.workers,
+        router = manager_router_mode(&args.frontend).as_str(),
+        "serving"
+    );
+
+    let shutdown = shutdown_token();
+    serve_front_doors(&args.frontend, &doors, manager, shutdown).await?;
+    drop(registrations);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Front-door settings that come from the environment only.
+pub(crate) struct FrontDoorSettings {
+    body_limit_bytes: usize,
+    grpc_connection_window: Option<u32>,
+    grpc_stream_window: Option<u32>,
+}
+
+impl FrontDoorSettings {
+    pub(crate) fn from_env() -> anyhow::Result<Self> {
+        Ok(FrontDoorSettings {
+            body_limit_bytes: cli::body_limit_bytes().map_err(anyhow::Error::msg)?,
+            grpc_connection_window: cli::grpc_window_size(
+                "SWITCHYARD_GRPC_INITIAL_CONNECTION_WINDOW_SIZE",
+            )
+            .map_err(anyhow::Error::msg)?,
+            grpc_stream_window: cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_STREAM_WINDOW_SIZE")
+                .map_err(anyhow::Error::msg)?,
+        })
+    }
+}
+
+/// Loads a model folder on a blocking thread: its path and card.
+pub(crate) async fn load_card(path: &Path) -> anyhow::Result<(PathBuf, ModelCard)> {
+    let model_path = path.to_path_buf();
     if !model_path.join("tokenizer.json").is_file() {
         anyhow::bail!(
             "model folder `{}` has no tokenizer.json: run ./scripts/quickstart.sh (it fetches the default model) or pass --model-path DIR",
@@ -51,17 +141,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         chat_template = card.chat_template.is_some(),
         "model loaded"
     );
-    let model_name = args.model_name.clone().unwrap_or_else(|| card.name.clone());
-    let vocab_size = card.tokenizer.vocab_size() as u32;
-    let router_mode = match args.router_mode {
+    Ok((model_path, card))
+}
+
+fn manager_router_mode(args: &FrontendArgs) -> RouterMode {
+    match args.router_mode {
         RouterModeArg::RoundRobin => RouterMode::RoundRobin,
         RouterModeArg::Random => RouterMode::Random,
         RouterModeArg::PowerOfTwo => RouterMode::PowerOfTwo,
         RouterModeArg::LeastLoaded => RouterMode::LeastLoaded,
         RouterModeArg::Kv => RouterMode::Kv,
-    };
-    let router_config = RouterConfig {
-        mode: router_mode,
+    }
+}
+
+pub(crate) fn router_config(args: &FrontendArgs) -> RouterConfig {
+    RouterConfig {
+        mode: manager_router_mode(args),
         block_size: args.kv_cache_block_size,
         selector: KvSelectorConfig {
             overlap_score_weight: args.kv_overlap_score_weight,
@@ -72,72 +167,75 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_tree_size: args.router_max_tree_size,
             prune_target_ratio: args.router_prune_target_ratio,
         }),
-    };
-
-    let metrics = Arc::new(Metrics::new());
-    let request_plane = InProcessRequestPlane::new();
-    let discovery = MemDiscovery::new();
-    let event_plane = InProcessEventPlane::new(4096);
-    // Subscribed before any engine exists, so no event is published unseen.
-    let worker_events = event_plane.subscribe();
-    let manager = Arc::new(ModelManager::new(
-        router_config,
-        Arc::new(request_plane.clone()),
-        CpuPool::per_core(),
-        metrics,
-    ));
-    manager
-        .add_model(&model_name, Arc::new(card))
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
-
-    let mut registrations = Vec::new();
-    for index in 0..args.workers {
-        let engine: Arc<dyn Engine> = match args.engine {
-            EngineKind::Echo => Arc::new(EchoEngine::new(EchoConfig {
-                token_delay: Duration::from_millis(args.echo_delay_ms),
-            })),
-            EngineKind::Mocker => Arc::new(MockerEngine::new(MockerConfig {
-                speedup_ratio: args.speedup_ratio,
-                vocab_size,
-                block_size: args.block_size,
-                num_gpu_blocks: args.num_gpu_blocks,
-                max_num_seqs: args.max_num_seqs,
-                max_num_batched_tokens: args.max_num_batched_tokens,
-                enable_prefix_caching: !args.no_enable_prefix_caching,
-                events: Some(Arc::new(EngineEventPublisher {
-                    plane: event_plane.clone(),
-                    worker: WorkerId(u64::from(index) + 1),
-                })),
-                ..MockerConfig::default()
-            })?),
-        };
-        let info = engine.info();
-        let id = WorkerId(u64::from(index) + 1);
-        request_plane.insert(id, engine);
-        registrations.push(discovery.register(WorkerInstance {
-            id,
-            namespace: args.namespace.clone(),
-            model_name: model_name.clone(),
-            model_path: model_path.display().to_string(),
-            endpoint: Endpoint::InProcess,
-            engine: info.kind.to_string(),
-            kv_block_size: info.kv_block_size,
-            kv_total_blocks: info.kv_total_blocks,
-        })?);
     }
-    let watch = discovery.watch(&args.namespace);
-    let initial = watch.borrow().clone();
-    manager.apply_snapshot(&initial).await;
-    tokio::spawn(manager.clone().follow(watch));
-    tokio::spawn(manager.clone().follow_events(worker_events));
-    tracing::info!(
-        model = %model_name,
-        engine = ?args.engine,
-        workers = args.workers,
-        router = router_mode.as_str(),
-        "serving"
-    );
+}
 
+/// A worker's engine, kept as its concrete kind where the worker needs more than [`Engine`]
+/// (the mocker's cache dump).
+#[derive(Clone)]
+pub(crate) enum BuiltEngine {
+    Echo(Arc<EchoEngine>),
+    Mocker(Arc<MockerEngine>),
+}
+
+impl BuiltEngine {
+    pub(crate) fn as_engine(&self) -> Arc<dyn Engine> {
+        match self {
+            BuiltEngine::Echo(e) => e.clone(),
+            BuiltEngine::Mocker(e) => e.clone(),
+        }
+    }
+
+    pub(crate) fn info(&self) -> switchyard_engines::EngineInfo {
+        self.as_engine().info()
+    }
+}
+
+pub(crate) fn build_engine(
+    args: &EngineArgs,
+    vocab_size: u32,
+    events: Option<Arc<dyn EngineEventSink>>,
+) -> anyhow::Result<BuiltEngine> {
+    Ok(match args.engine {
+        EngineKind::Echo => BuiltEngine::Echo(Arc::new(EchoEngine::new(EchoConfig {
+            token_delay: Duration::from_millis(args.echo_delay_ms),
+        }))),
+        EngineKind::Mocker => BuiltEngine::Mocker(Arc::new(MockerEngine::new(MockerConfig {
+            speedup_ratio: args.speedup_ratio,
+            vocab_size,
+            block_size: args.block_size,
+            num_gpu_blocks: args.num_gpu_blocks,
+            max_num_seqs: args.max_num_seqs,
+            max_num_batched_tokens: args.max_num_batched_tokens,
+            enable_prefix_caching: !args.no_enable_prefix_caching,
+            events,
+            ..MockerConfig::default()
+        })?)),
+    })
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM.
+pub(crate) fn shutdown_token() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    shutdown
+}
+
+/// Serves HTTP (and, if asked, KServe gRPC with its metrics listener) until `shutdown`, then
+/// drains. One signal drains every front door; they share one admission gate, so each waits
+/// for the requests of all of them.
+pub(crate) async fn serve_front_doors(
+    args: &FrontendArgs,
+    doors: &FrontDoorSettings,
+    manager: Arc<ModelManager>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let tls = match (&args.tls_cert_path, &args.tls_key_path) {
         (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
         _ => None,
@@ -150,19 +248,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             cert_path,
             key_path,
         }),
-        body_limit_bytes,
+        body_limit_bytes: doors.body_limit_bytes,
         drain_timeout,
     };
-    // One signal drains every front door; they share one admission gate, so each waits for
-    // the requests of all of them.
-    let shutdown = CancellationToken::new();
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown_signal().await;
-            shutdown.cancel();
-        }
-    });
     let admission = Admission::new();
     let service = HttpService::with_admission(manager.clone(), admission.clone());
     let http = switchyard_http::serve(
@@ -180,9 +268,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 cert_path,
                 key_path,
             }),
-            max_message_bytes: body_limit_bytes,
-            initial_connection_window_size: grpc_connection_window,
-            initial_stream_window_size: grpc_stream_window,
+            max_message_bytes: doors.body_limit_bytes,
+            initial_connection_window_size: doors.grpc_connection_window,
+            initial_stream_window_size: doors.grpc_stream_window,
             drain_timeout,
         };
         let grpc = switchyard_kserve::serve(
@@ -202,13 +290,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     } else {
         http.await?;
     }
-    drop(registrations);
-    tracing::info!("stopped");
     Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
