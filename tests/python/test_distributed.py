@@ -228,3 +228,34 @@ def test_kv_events_resume_after_a_nats_restart(cluster, nats: Nats) -> None:
 
     took = wait_until(grew, "KV events flow again after the NATS restart", timeout=30, interval=0.5)
     print(f"\nKV events resumed {took * 1000:.0f} ms after nats-server restarted")
+
+
+def test_replicas_share_their_in_flight_decisions(cluster) -> None:
+    make_frontend, make_worker = cluster
+    sync = ["--router-mode", "least-loaded", "--router-replica-sync"]
+    a = make_frontend(*sync)
+    b = make_frontend(*sync)
+    make_worker("w1", "--engine", "echo", "--echo-delay-ms", "50")
+    make_worker("w2", "--engine", "echo", "--echo-delay-ms", "50")
+    for fe in (a, b):
+        wait_until(lambda fe=fe: _workers_seen(fe) == 2, "frontend sees both workers")
+    # A long stream through A: B must count it on the worker A chose.
+    stream = make_openai(a).completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=500, stream=True)
+    next(iter(stream))
+    busy = [w for w, n in _per_worker(a, "switchyard_worker_active_requests").items() if n == 1]
+    assert len(busy) == 1, busy
+    wait_until(
+        lambda: _per_worker(b, "switchyard_worker_active_requests").get(busy[0]) == 1,
+        "replica B counts A's request",
+    )
+    assert _per_worker(b, "switchyard_router_decisions_total").get(busy[0], 0) == 0
+    # B's own request goes to the idle worker, not onto the one A is using.
+    out = make_openai(b).completions.create(model=MODEL_NAME, prompt="short one", max_tokens=20)
+    assert out.choices[0].text == "short one"
+    chosen = [w for w, n in _per_worker(b, "switchyard_router_decisions_total").items() if n == 1]
+    assert chosen and chosen[0] != busy[0], (chosen, busy)
+    assert "".join(c.choices[0].text for c in stream)
+    wait_until(
+        lambda: _per_worker(b, "switchyard_worker_active_requests").get(busy[0]) == 0,
+        "replica B sees A's request released",
+    )

@@ -10,6 +10,7 @@ use switchyard_preprocess::{ModelCard, PreprocessError};
 use switchyard_protocol::ApiError;
 use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_router::RouterConfig;
+use switchyard_router::replica::{DecisionSink, ReplicaMessage};
 use switchyard_runtime::discovery::{Discovery, DiscoveryHealth};
 use switchyard_runtime::event_plane::{WorkerEvent, WorkerEventKind};
 use switchyard_runtime::request_plane::RequestPlane;
@@ -38,6 +39,8 @@ pub struct ModelManager {
     migration_limit: u32,
     /// Where workers are found, for `/health`.
     discovery: RwLock<Option<Arc<dyn Discovery>>>,
+    /// Where every model's router sends news of its decisions (`--router-replica-sync`).
+    replica_sink: RwLock<Option<Arc<dyn DecisionSink>>>,
 }
 
 impl ModelManager {
@@ -55,6 +58,23 @@ impl ModelManager {
             metrics,
             migration_limit: 0,
             discovery: RwLock::new(None),
+            replica_sink: RwLock::new(None),
+        }
+    }
+
+    /// Shares every model's routing decisions with the other frontend replicas through `sink`
+    /// (models added later too).
+    pub fn set_replica_sink(&self, sink: Arc<dyn DecisionSink>) {
+        for pipeline in self.models.read().values() {
+            pipeline.router().set_replica_sink(sink.clone());
+        }
+        *self.replica_sink.write() = Some(sink);
+    }
+
+    /// Applies another replica's routing news to the router of its model.
+    pub fn apply_replica_message(&self, sender: &str, message: &ReplicaMessage) {
+        if let Some(pipeline) = self.models.read().get(message.model()) {
+            pipeline.router().apply_replica_message(sender, message);
         }
     }
 
@@ -96,6 +116,9 @@ impl ModelManager {
             )?
             .with_migration_limit(self.migration_limit),
         );
+        if let Some(sink) = self.replica_sink.read().clone() {
+            pipeline.router().set_replica_sink(sink);
+        }
         self.models
             .write()
             .insert(name.to_string(), pipeline.clone());

@@ -9,6 +9,7 @@
 //! Invariant: the router does no I/O; it sees workers only as [`WorkerInstance`]s.
 
 pub mod kv;
+pub mod replica;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -21,6 +22,8 @@ use switchyard_kv_index::{ApproxConfig, ApproxIndex, KvIndex, OverlapScores};
 use switchyard_protocol::PreprocessedRequest;
 use switchyard_protocol::kv::KvCacheEvent;
 use switchyard_runtime::{WorkerId, WorkerInstance};
+
+use crate::replica::{DecisionSink, RemoteDecisions, ReplicaMessage};
 
 use crate::kv::{Candidate, KvSelectorConfig};
 
@@ -140,6 +143,19 @@ pub struct Router {
     /// The block size hashing uses; fixed by the flag or the first worker that names one.
     block_size: Mutex<Option<u32>>,
     cache: CacheView,
+    /// Where news of this router's decisions goes (`--router-replica-sync`).
+    replica_sink: RwLock<Option<Arc<dyn DecisionSink>>>,
+    next_decision_id: AtomicU64,
+    /// Other replicas' decisions in flight, applied to the same counters.
+    remote: Mutex<RemoteDecisions>,
+}
+
+/// A decision other replicas were told about: they hear when its prefill ends and when it is
+/// released.
+struct ReplicaLink {
+    sink: Arc<dyn DecisionSink>,
+    model: String,
+    id: u64,
 }
 
 /// The worker chosen for a request, holding its load until dropped.
@@ -150,6 +166,7 @@ pub struct LoadGuard {
     pending_prefill_tokens: u64,
     blocks: u64,
     overlap_blocks: u32,
+    replica: Option<ReplicaLink>,
 }
 
 impl LoadGuard {
@@ -168,6 +185,14 @@ impl LoadGuard {
         self.load
             .pending_prefill_tokens
             .fetch_sub(pending, Ordering::Relaxed);
+        if pending > 0
+            && let Some(link) = &self.replica
+        {
+            link.sink.send(ReplicaMessage::PrefillDone {
+                model: link.model.clone(),
+                id: link.id,
+            });
+        }
     }
 }
 
@@ -181,6 +206,12 @@ impl Drop for LoadGuard {
         self.load
             .active_blocks
             .fetch_sub(self.blocks, Ordering::Relaxed);
+        if let Some(link) = self.replica.take() {
+            link.sink.send(ReplicaMessage::Released {
+                model: link.model,
+                id: link.id,
+            });
+        }
     }
 }
 
@@ -213,7 +244,31 @@ impl Router {
             workers: RwLock::new(Vec::new()),
             next: AtomicUsize::new(0),
             cache,
+            replica_sink: RwLock::new(None),
+            next_decision_id: AtomicU64::new(0),
+            remote: Mutex::new(RemoteDecisions::default()),
         }
+    }
+
+    /// Sends news of every decision from now on to `sink` (`--router-replica-sync`).
+    pub fn set_replica_sink(&self, sink: Arc<dyn DecisionSink>) {
+        *self.replica_sink.write() = Some(sink);
+    }
+
+    /// Applies another replica's news (`sender` names the replica) to the workers' counters.
+    pub fn apply_replica_message(&self, sender: &str, message: &ReplicaMessage) {
+        let workers = self.workers.read();
+        self.remote.lock().apply(sender, message, |worker| {
+            workers
+                .iter()
+                .find(|s| s.instance.id == worker)
+                .map(|s| s.load.clone())
+        });
+    }
+
+    /// Other replicas' decisions counted here now.
+    pub fn remote_decisions(&self) -> usize {
+        self.remote.lock().len()
     }
 
     pub fn mode(&self) -> RouterMode {
@@ -429,6 +484,22 @@ impl Router {
             .fetch_add(request_blocks, Ordering::Relaxed);
         load.overlap_blocks
             .fetch_add(u64::from(overlap_blocks), Ordering::Relaxed);
+        let replica = self.replica_sink.read().clone().map(|sink| {
+            let id = self.next_decision_id.fetch_add(1, Ordering::Relaxed);
+            sink.send(ReplicaMessage::Routed {
+                model: self.model.clone(),
+                id,
+                worker: slot.instance.id,
+                prompt_tokens,
+                pending_prefill_tokens,
+                blocks: request_blocks,
+            });
+            ReplicaLink {
+                sink,
+                model: self.model.clone(),
+                id,
+            }
+        });
         Ok(LoadGuard {
             instance: slot.instance.clone(),
             load: load.clone(),
@@ -436,6 +507,7 @@ impl Router {
             pending_prefill_tokens,
             blocks: request_blocks,
             overlap_blocks,
+            replica,
         })
     }
 
@@ -543,6 +615,85 @@ mod tests {
             token_ids: vec![1; tokens],
             ..Default::default()
         }
+    }
+
+    /// Delivers one router's replica news to another, as the event plane would.
+    struct Relay {
+        to: Arc<Router>,
+        sent: Mutex<Vec<ReplicaMessage>>,
+    }
+
+    impl DecisionSink for Relay {
+        fn send(&self, message: ReplicaMessage) {
+            self.to.apply_replica_message("replica-a", &message);
+            self.sent.lock().push(message);
+        }
+    }
+
+    #[test]
+    fn replicas_count_each_others_decisions_until_released() {
+        let a = Router::new("m", RouterConfig::new(RouterMode::LeastLoaded));
+        let b = Arc::new(Router::new("m", RouterConfig::new(RouterMode::LeastLoaded)));
+        a.set_workers(&[instance(1), instance(2)]);
+        b.set_workers(&[instance(1), instance(2)]);
+        let relay = Arc::new(Relay {
+            to: b.clone(),
+            sent: Mutex::new(Vec::new()),
+        });
+        a.set_replica_sink(relay.clone());
+        let mut first = a.select(&request(32)).unwrap();
+        let busy = first.worker().id;
+        let on_b = |w: WorkerId| b.loads().into_iter().find(|l| l.worker == w).unwrap();
+        assert_eq!(on_b(busy).active_requests, 1);
+        assert_eq!(on_b(busy).pending_prefill_tokens, 32);
+        assert_eq!(on_b(busy).decisions, 0, "B made no decision itself");
+        // B now sends its own request to the other worker: the replicas do not pile up.
+        let mine = b.select(&request(8)).unwrap();
+        assert_ne!(mine.worker().id, busy);
+        first.prefill_done();
+        assert_eq!(on_b(busy).pending_prefill_tokens, 0);
+        drop(first);
+        assert_eq!(on_b(busy).active_requests, 0);
+        assert_eq!(on_b(busy).active_blocks, 0);
+        assert_eq!(b.remote_decisions(), 0);
+        let ops: Vec<&str> = relay
+            .sent
+            .lock()
+            .iter()
+            .map(|m| match m {
+                ReplicaMessage::Routed { .. } => "routed",
+                ReplicaMessage::PrefillDone { .. } => "prefill_done",
+                ReplicaMessage::Released { .. } => "released",
+            })
+            .collect();
+        assert_eq!(ops, ["routed", "prefill_done", "released"]);
+        // News about unknown workers or decisions is ignored.
+        b.apply_replica_message(
+            "x",
+            &ReplicaMessage::Routed {
+                model: "m".into(),
+                id: 1,
+                worker: WorkerId(99),
+                prompt_tokens: 1,
+                pending_prefill_tokens: 1,
+                blocks: 1,
+            },
+        );
+        b.apply_replica_message(
+            "x",
+            &ReplicaMessage::Released {
+                model: "m".into(),
+                id: 7,
+            },
+        );
+        assert_eq!(b.remote_decisions(), 0);
+        assert!(
+            b.loads()
+                .iter()
+                .all(|l| l.active_requests == u64::from(l.worker == mine.worker().id))
+        );
+        let wire = serde_json::to_string(&relay.sent.lock()[0]).unwrap();
+        assert!(wire.contains("\"op\":\"routed\""), "{wire}");
     }
 
     #[test]

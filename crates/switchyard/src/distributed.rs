@@ -10,6 +10,7 @@ use switchyard_engines::EngineEventSink;
 use switchyard_event_plane_nats::{KvDumpFn, NatsEventPlane, NatsPlaneOptions};
 use switchyard_frontend::{CpuPool, Metrics, ModelManager};
 use switchyard_request_plane_grpc::{GrpcPlaneConfig, GrpcRequestPlane, WorkerServer};
+use switchyard_router::replica::{DecisionSink, ReplicaMessage};
 use switchyard_runtime::discovery::Discovery;
 use switchyard_runtime::event_plane::{EngineEventPublisher, EventPlane};
 use switchyard_runtime::{Endpoint, InstanceSnapshot, WorkerId, WorkerInstance};
@@ -146,6 +147,14 @@ pub async fn run_frontend(args: FrontendProcessArgs) -> anyhow::Result<()> {
     if let Some(plane) = &events {
         tokio::spawn(manager.clone().follow_events(plane.subscribe()));
     }
+    if args.router_replica_sync
+        && let Some(plane) = &events
+    {
+        manager.set_replica_sink(Arc::new(ReplicaSync {
+            plane: plane.clone(),
+        }));
+        tokio::spawn(follow_replicas(manager.clone(), plane.subscribe_sync()));
+    }
     let watch = discovery.watch(&namespace);
     tokio::spawn(follow_discovery(manager.clone(), watch, events.clone()));
     if let Some(plane) = events.clone() {
@@ -205,6 +214,39 @@ async fn redump_after_reconnects(manager: Arc<ModelManager>, plane: NatsEventPla
         tracing::info!("event plane reconnected; reloading worker caches");
         for worker in manager.worker_ids() {
             tokio::spawn(load_dump(manager.clone(), plane.clone(), worker));
+        }
+    }
+}
+
+/// Publishes this frontend's routing decisions for the other replicas.
+struct ReplicaSync {
+    plane: NatsEventPlane,
+}
+
+impl DecisionSink for ReplicaSync {
+    fn send(&self, message: ReplicaMessage) {
+        match serde_json::to_vec(&message) {
+            Ok(bytes) => self.plane.publish_sync(bytes.into()),
+            Err(e) => tracing::warn!(error = %e, "cannot encode a replica message"),
+        }
+    }
+}
+
+/// Applies the other replicas' routing decisions until the event plane closes.
+async fn follow_replicas(
+    manager: Arc<ModelManager>,
+    mut rx: tokio::sync::broadcast::Receiver<(String, bytes::Bytes)>,
+) {
+    loop {
+        match rx.recv().await {
+            Ok((sender, payload)) => match serde_json::from_slice::<ReplicaMessage>(&payload) {
+                Ok(message) => manager.apply_replica_message(&sender, &message),
+                Err(e) => tracing::warn!(%sender, error = %e, "malformed replica message skipped"),
+            },
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(lost = n, "replica sync receiver lagged; decisions lost");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
