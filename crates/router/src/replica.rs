@@ -157,13 +157,12 @@ impl RemoteDecisions {
     /// Drops decisions older than the TTL, and the oldest past the size bound. The full sweep
     /// runs only at the bound or when a sampled entry is stale, so a decision costs O(1) here.
     fn expire(&mut self, now: Instant) {
-        if self.entries.len() < MAX_REMOTE_DECISIONS
-            && !self
-                .entries
-                .values()
-                .next()
-                .is_some_and(|e| now.duration_since(e.at) > REMOTE_DECISION_TTL)
-        {
+        let sample_stale = self
+            .entries
+            .values()
+            .next()
+            .is_some_and(|e| now.duration_since(e.at) > REMOTE_DECISION_TTL);
+        if self.entries.len() < MAX_REMOTE_DECISIONS && !sample_stale {
             return;
         }
         let mut stale: Vec<((Arc<str>, u64), Instant)> = self
