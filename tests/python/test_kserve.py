@@ -444,7 +444,11 @@ def test_metrics_and_health_on_the_grpc_metrics_port(
     kserve: GrpcServer, client: triton.InferenceServerClient
 ) -> None:
     r = httpx.get(kserve.metrics_url("/health"), timeout=10, trust_env=False)
-    assert r.status_code == 200 and r.json() == {"status": "ready", "models": [MODEL_NAME]}
+    assert r.status_code == 200 and r.json() == {
+        "status": "ready",
+        "models": [MODEL_NAME],
+        "discovery": {"state": "connected"},
+    }
     # Only health and metrics live here, not the OpenAI routes.
     r = httpx.post(kserve.metrics_url("/v1/completions"), json={}, timeout=10, trust_env=False)
     assert r.status_code == 404

@@ -8,10 +8,11 @@
 //!   dropping the stream cancels the request there. [`request_plane::InProcessRequestPlane`]
 //!   calls the engine directly.
 //! - [`event_plane::EventPlane`]: workers publish [`event_plane::WorkerEvent`]s (load reports,
-//!   later KV events) that every frontend replica receives.
+//!   KV events) that every frontend replica receives.
 //!   [`event_plane::InProcessEventPlane`] is a broadcast channel.
 //!
-//! Network implementations (etcd, gRPC, NATS) plug in behind the same traits.
+//! Network implementations plug in behind the same traits: `switchyard-discovery-etcd`,
+//! `switchyard-request-plane-grpc` and `switchyard-event-plane-nats`.
 
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ impl std::fmt::Display for WorkerId {
 pub enum Endpoint {
     /// Same process; served by [`request_plane::InProcessRequestPlane`].
     InProcess,
-    /// A gRPC request-plane server (later).
+    /// A gRPC request-plane server (`switchyard-request-plane-grpc`), `host:port`.
     Grpc { address: String },
 }
 
