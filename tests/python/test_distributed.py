@@ -175,6 +175,12 @@ def test_two_frontend_replicas_route_the_same_request_to_the_same_worker(cluster
     blocks_a = _metrics(a).sum("switchyard_router_index_blocks")
     blocks_b = _metrics(b).sum("switchyard_router_index_blocks")
     assert blocks_a == blocks_b, (blocks_a, blocks_b)
+    # A replica that starts late missed those events: it loads the workers' cache dumps.
+    late = make_frontend("--router-mode", "kv")
+    wait_until(
+        lambda: _metrics(late).sum("switchyard_router_index_blocks") == blocks_a,
+        "the late replica rebuilt the index from the workers' dumps",
+    )
     # The same request through B and again through A: both pick the worker holding the prefix.
     for fe in (b, a):
         before = _per_worker(fe, "switchyard_router_overlap_blocks_total")

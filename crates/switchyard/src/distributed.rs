@@ -134,10 +134,11 @@ pub async fn run_frontend(args: FrontendProcessArgs) -> anyhow::Result<()> {
     let namespace = args.frontend.namespace.clone();
     let discovery = Arc::new(connect_discovery(&args.cluster).await?);
     let events = connect_events(&args.cluster, &namespace, true).await?;
+    let request_plane = GrpcRequestPlane::new(GrpcPlaneConfig::default());
     let manager = Arc::new(
         ModelManager::new(
             router_config(&args.frontend),
-            Arc::new(GrpcRequestPlane::new(GrpcPlaneConfig::default())),
+            Arc::new(request_plane.clone()),
             CpuPool::per_core(),
             Arc::new(Metrics::new()),
         )
@@ -156,7 +157,12 @@ pub async fn run_frontend(args: FrontendProcessArgs) -> anyhow::Result<()> {
         tokio::spawn(follow_replicas(manager.clone(), plane.subscribe_sync()));
     }
     let watch = discovery.watch(&namespace);
-    tokio::spawn(follow_discovery(manager.clone(), watch, events.clone()));
+    tokio::spawn(follow_discovery(
+        manager.clone(),
+        watch,
+        events.clone(),
+        request_plane,
+    ));
     if let Some(plane) = events.clone() {
         tokio::spawn(redump_after_reconnects(manager.clone(), plane));
     }
@@ -174,17 +180,30 @@ async fn follow_discovery(
     manager: Arc<ModelManager>,
     mut rx: watch::Receiver<InstanceSnapshot>,
     events: Option<NatsEventPlane>,
+    request_plane: GrpcRequestPlane,
 ) {
-    let mut known: Vec<WorkerId> = Vec::new();
+    let mut known: Vec<WorkerInstance> = Vec::new();
     loop {
         let snapshot = rx.borrow_and_update().clone();
         manager.apply_snapshot(&snapshot).await;
         let fresh: Vec<WorkerId> = snapshot
             .iter()
+            .filter(|i| !known.iter().any(|k| k.id == i.id))
             .map(|i| i.id)
-            .filter(|id| !known.contains(id))
             .collect();
-        known = snapshot.iter().map(|i| i.id).collect();
+        // A worker that left takes its connection with it (the channel cache stays bounded by
+        // the live workers).
+        for gone in known
+            .iter()
+            .filter(|k| !snapshot.iter().any(|i| i.id == k.id))
+        {
+            if let Endpoint::Grpc { address } = &gone.endpoint
+                && !snapshot.iter().any(|i| i.endpoint == gone.endpoint)
+            {
+                request_plane.forget(address);
+            }
+        }
+        known = snapshot.to_vec();
         if let Some(plane) = &events {
             for worker in fresh {
                 tokio::spawn(load_dump(manager.clone(), plane.clone(), worker));
