@@ -11,12 +11,13 @@
 //! Workers get dense slots (lowest free first) and holder sets are bitsets over slots, one
 //! inline word for up to 64 workers.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 use switchyard_protocol::kv::SequenceHash;
+
+use crate::block_map::{BlockMap, Loc};
 
 /// A worker as the index knows it (an instance id).
 pub type WorkerKey = u64;
@@ -93,13 +94,6 @@ impl OverlapScores {
         self.scores.clear();
         self.tree_blocks = 0;
     }
-}
-
-/// Where a block sits: its run and its position (index in the run = `pos - run.base`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Loc {
-    run: u32,
-    pos: u32,
 }
 
 /// Holder slots as a bitset: word `k` bit `b` ⇔ slot `64k + b`. Inline for up to 64 slots.
@@ -219,7 +213,7 @@ fn alloc_run(
 /// when a store makes their holders equal again.
 #[derive(Default)]
 pub(crate) struct BlockTable {
-    map: IntMap<SequenceHash, Loc>,
+    map: BlockMap,
     runs: Vec<Run>,
     free_runs: Vec<u32>,
     slot_of: IntMap<WorkerKey, u32>,
@@ -325,14 +319,15 @@ impl BlockTable {
                 (run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
                     .then_some(loc.run)
             });
-            let loc = match self.map.entry(hash) {
-                Entry::Vacant(vacant) => {
+            let loc = match self.map.get(&hash) {
+                Some(&loc) => loc,
+                None => {
                     let id = match target {
                         Some(id) => {
                             let run = &mut self.runs[id as usize];
                             let pos = run.pos(run.blocks.len());
                             run.blocks.push(hash);
-                            vacant.insert(Loc { run: id, pos });
+                            self.map.insert(hash, Loc { run: id, pos });
                             id
                         }
                         None => {
@@ -340,7 +335,7 @@ impl BlockTable {
                             set_holder(&mut holders, slot);
                             let id =
                                 alloc_run(&mut self.runs, &mut self.free_runs, vec![hash], holders);
-                            vacant.insert(Loc { run: id, pos: 0 });
+                            self.map.insert(hash, Loc { run: id, pos: 0 });
                             id
                         }
                     };
@@ -350,7 +345,6 @@ impl BlockTable {
                     i += 1;
                     continue;
                 }
-                Entry::Occupied(occupied) => *occupied.get(),
             };
             open = None;
             let run = &self.runs[loc.run as usize];
@@ -776,7 +770,7 @@ impl BlockTable {
                     }
             })
             .sum();
-        map_bytes(&self.map)
+        self.map.memory_bytes()
             + self.runs.capacity() * size_of::<Run>()
             + run_arrays
             + self.free_runs.capacity() * 4
