@@ -30,10 +30,21 @@ const MAX_LOAD_DEN: usize = 2;
 
 const MIN_CAPACITY: usize = 16;
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    key: SequenceHash,
-    loc: Loc,
+/// A key and its packed location. A plain array so a new table is one zeroed allocation
+/// (the allocator hands out zero pages) instead of a loop writing every slot.
+type Slot = [u64; 2];
+
+#[inline]
+fn slot_of(key: SequenceHash, loc: Loc) -> Slot {
+    [key, u64::from(loc.run) | (u64::from(loc.pos) << 32)]
+}
+
+#[inline]
+fn loc_of(slot: &Slot) -> Loc {
+    Loc {
+        run: slot[1] as u32,
+        pos: (slot[1] >> 32) as u32,
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -45,6 +56,24 @@ pub(crate) struct BlockMap {
     /// `64 - log2(slots.len())`: the home slot is the top bits of the multiplied key.
     shift: u32,
     zero: Option<Loc>,
+    /// Entries the owner expects at most ([`BlockMap::expect`]); 0 when unknown.
+    expected: usize,
+}
+
+/// Where a key is, or where it would go: a slot index ([`ZERO_SLOT`] for the key 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Found(usize),
+    Vacant(usize),
+}
+
+/// The slot index [`BlockMap::probe`] gives the key 0, which lives outside `slots`.
+const ZERO_SLOT: usize = usize::MAX;
+
+fn slots_for(entries: usize) -> usize {
+    (entries.max(1) * MAX_LOAD_DEN / MAX_LOAD_NUM)
+        .next_power_of_two()
+        .max(MIN_CAPACITY)
 }
 
 impl BlockMap {
@@ -67,7 +96,7 @@ impl BlockMap {
         let mask = self.mask();
         let mut i = self.home(key);
         loop {
-            let slot_key = self.slots[i].key;
+            let slot_key = self.slots[i][0];
             if slot_key == key {
                 return Some(i);
             }
@@ -76,6 +105,76 @@ impl BlockMap {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Where `key` is, or the empty slot it would take. A `Vacant` answer stays valid for
+    /// [`BlockMap::fill`] only while nothing is inserted or removed in between; call
+    /// [`BlockMap::reserve`] first so `fill` needs no growth.
+    #[inline]
+    pub fn probe(&self, key: SequenceHash) -> Probe {
+        if key == EMPTY {
+            return if self.zero.is_some() {
+                Probe::Found(ZERO_SLOT)
+            } else {
+                Probe::Vacant(ZERO_SLOT)
+            };
+        }
+        debug_assert!(!self.slots.is_empty(), "probe before reserve");
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            let slot_key = self.slots[i][0];
+            if slot_key == key {
+                return Probe::Found(i);
+            }
+            if slot_key == EMPTY {
+                return Probe::Vacant(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The value in slot `i` (from [`Probe::Found`]).
+    #[inline]
+    pub fn loc_at(&self, i: usize) -> Loc {
+        if i == ZERO_SLOT {
+            self.zero.unwrap_or_default()
+        } else {
+            loc_of(&self.slots[i])
+        }
+    }
+
+    /// Puts `key` into the empty slot `i` that [`BlockMap::probe`] returned for it.
+    #[inline]
+    pub fn fill(&mut self, i: usize, key: SequenceHash, loc: Loc) {
+        if i == ZERO_SLOT {
+            self.zero = Some(loc);
+        } else {
+            debug_assert_eq!(self.slots[i][0], EMPTY);
+            self.slots[i] = slot_of(key, loc);
+            self.len += 1;
+        }
+    }
+
+    /// Reads the home slot of each key so their cache misses overlap (independent loads run
+    /// in parallel) before a loop that probes them one after another.
+    #[inline]
+    pub fn touch(&self, keys: impl Iterator<Item = SequenceHash>) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mut seen = 0;
+        for key in keys {
+            seen ^= self.slots[self.home(key)][0];
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// Expects at most about `entries` entries: once the map holds a quarter of that, its next
+    /// growth goes straight to room for all of them (no rehash at every doubling on the way).
+    /// Nothing is allocated now, so a generous hint costs nothing while the map is small.
+    pub fn expect(&mut self, entries: usize) {
+        self.expected = entries;
     }
 
     pub fn len(&self) -> usize {
@@ -93,27 +192,27 @@ impl BlockMap {
     }
 
     #[inline]
-    pub fn get(&self, key: &SequenceHash) -> Option<&Loc> {
+    pub fn get(&self, key: &SequenceHash) -> Option<Loc> {
         if *key == EMPTY {
-            return self.zero.as_ref();
+            return self.zero;
         }
-        self.find(*key).map(|i| &self.slots[i].loc)
+        self.find(*key).map(|i| loc_of(&self.slots[i]))
     }
 
+    /// Replaces the location of `key` if it is present.
     #[inline]
-    pub fn get_mut(&mut self, key: &SequenceHash) -> Option<&mut Loc> {
-        if *key == EMPTY {
-            return self.zero.as_mut();
+    pub fn set(&mut self, key: SequenceHash, loc: Loc) {
+        if key == EMPTY {
+            if let Some(zero) = self.zero.as_mut() {
+                *zero = loc;
+            }
+        } else if let Some(i) = self.find(key) {
+            self.slots[i] = slot_of(key, loc);
         }
-        self.find(*key).map(|i| &mut self.slots[i].loc)
     }
 
-    #[inline]
-    pub fn contains_key(&self, key: &SequenceHash) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Inserts or replaces; returns the previous value.
+    /// Inserts or replaces; returns the previous value (the table uses `probe` + `fill`).
+    #[cfg(test)]
     pub fn insert(&mut self, key: SequenceHash, loc: Loc) -> Option<Loc> {
         if key == EMPTY {
             return self.zero.replace(loc);
@@ -123,11 +222,13 @@ impl BlockMap {
         let mut i = self.home(key);
         loop {
             let slot = &mut self.slots[i];
-            if slot.key == key {
-                return Some(std::mem::replace(&mut slot.loc, loc));
+            if slot[0] == key {
+                let old = loc_of(slot);
+                *slot = slot_of(key, loc);
+                return Some(old);
             }
-            if slot.key == EMPTY {
-                *slot = Slot { key, loc };
+            if slot[0] == EMPTY {
+                *slot = slot_of(key, loc);
                 self.len += 1;
                 return None;
             }
@@ -141,7 +242,7 @@ impl BlockMap {
             return self.zero.take();
         }
         let mut hole = self.find(*key)?;
-        let removed = self.slots[hole].loc;
+        let removed = loc_of(&self.slots[hole]);
         self.len -= 1;
         // Backward shift: pull later members of the cluster into the hole when the hole lies
         // on their probe path (between their home and where they sit), so every key stays
@@ -149,7 +250,7 @@ impl BlockMap {
         let mask = self.mask();
         let mut next = (hole + 1) & mask;
         loop {
-            let key = self.slots[next].key;
+            let key = self.slots[next][0];
             if key == EMPTY {
                 break;
             }
@@ -161,7 +262,7 @@ impl BlockMap {
             }
             next = (next + 1) & mask;
         }
-        self.slots[hole] = Slot::default();
+        self.slots[hole] = [EMPTY, 0];
         Some(removed)
     }
 
@@ -175,16 +276,15 @@ impl BlockMap {
         while slots * MAX_LOAD_NUM / MAX_LOAD_DEN < needed {
             slots *= 2;
         }
+        if self.expected > needed && needed * 4 >= self.expected {
+            slots = slots.max(slots_for(self.expected));
+        }
         self.rebuild(slots);
     }
 
     /// Shrinks to the smallest table that holds `min_entries` (and the current entries).
     pub fn shrink_to(&mut self, min_entries: usize) {
-        let needed = self.len.max(min_entries);
-        let mut slots = MIN_CAPACITY;
-        while slots * MAX_LOAD_NUM / MAX_LOAD_DEN < needed {
-            slots *= 2;
-        }
+        let slots = slots_for(self.len.max(min_entries));
         if slots < self.slots.len() {
             self.rebuild(slots);
         }
@@ -192,12 +292,12 @@ impl BlockMap {
 
     fn rebuild(&mut self, slot_count: usize) {
         debug_assert!(slot_count.is_power_of_two());
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); slot_count]);
+        let old = std::mem::replace(&mut self.slots, vec![[EMPTY, 0]; slot_count]);
         self.shift = 64 - slot_count.trailing_zeros();
         let mask = self.mask();
-        for slot in old.into_iter().filter(|s| s.key != EMPTY) {
-            let mut i = self.home(slot.key);
-            while self.slots[i].key != EMPTY {
+        for slot in old.into_iter().filter(|s| s[0] != EMPTY) {
+            let mut i = self.home(slot[0]);
+            while self.slots[i][0] != EMPTY {
                 i = (i + 1) & mask;
             }
             self.slots[i] = slot;
@@ -210,8 +310,8 @@ impl BlockMap {
         self.zero.map(|loc| (EMPTY, loc)).into_iter().chain(
             self.slots
                 .iter()
-                .filter(|s| s.key != EMPTY)
-                .map(|s| (s.key, s.loc)),
+                .filter(|s| s[0] != EMPTY)
+                .map(|s| (s[0], loc_of(s))),
         )
     }
 }
@@ -260,7 +360,7 @@ mod tests {
                 }
                 prop_assert_eq!(map.len(), reference.len());
                 for (k, v) in &reference {
-                    prop_assert_eq!(map.get(k), Some(v));
+                    prop_assert_eq!(map.get(k), Some(*v));
                 }
                 let mut entries: Vec<_> = map.iter().collect();
                 entries.sort_by_key(|e| e.0);
@@ -287,7 +387,7 @@ mod tests {
         for (i, &k) in keys.iter().enumerate() {
             assert_eq!(map.get(&k).is_some(), i % 2 == 1, "key {k}");
         }
-        *map.get_mut(&keys[1]).unwrap() = loc(7);
-        assert_eq!(map.get(&keys[1]), Some(&loc(7)));
+        map.set(keys[1], loc(7));
+        assert_eq!(map.get(&keys[1]), Some(loc(7)));
     }
 }
