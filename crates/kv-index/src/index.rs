@@ -204,16 +204,18 @@ impl KvIndex {
         self.table.find_matches_into(blocks, out);
     }
 
-    /// Expects about `blocks` distinct blocks (the workers' KV capacity): the index makes room
-    /// for them at once instead of growing, and rehashing, as events fill it. Capped at
-    /// [`KvIndex::MAX_EXPECTED_BLOCKS`] so a wrong hint cannot reserve unbounded memory; past
-    /// the cap the index still grows as needed.
+    /// Expects about `blocks` distinct blocks (the workers' KV capacity). Nothing is allocated
+    /// up front (workers often share most blocks, so far fewer may be live); once the index
+    /// holds a quarter of the hint it grows straight to room for all of it instead of
+    /// rehashing at every doubling, and it does not shrink below that room. Capped at
+    /// [`KvIndex::MAX_EXPECTED_BLOCKS`] so a wrong hint cannot pin unbounded memory; past the
+    /// cap the index still grows as needed.
     pub fn expect_blocks(&mut self, blocks: usize) {
         self.table
             .expect_blocks(blocks.min(Self::MAX_EXPECTED_BLOCKS));
     }
 
-    /// Largest hint [`KvIndex::expect_blocks`] honours: 2^20 blocks (about 34 MB of map).
+    /// Largest hint [`KvIndex::expect_blocks`] honours: 2^20 blocks (32 MB of map once that full).
     pub const MAX_EXPECTED_BLOCKS: usize = 1 << 20;
 
     /// Replaces what the index knows of `worker` with a dump of its whole cache: `Stored`
@@ -399,18 +401,30 @@ mod tests {
     }
 
     #[test]
-    fn expected_blocks_are_reserved_kept_then_released() {
+    fn expected_blocks_are_reserved_when_filling_kept_then_released() {
         let mut idx = KvIndex::new();
         let empty = idx.memory_bytes();
         idx.expect_blocks(100_000);
+        assert_eq!(
+            idx.memory_bytes(),
+            empty,
+            "the hint alone allocates nothing"
+        );
+        // A few live blocks under a big hint stay in a small map.
+        let few: Vec<u64> = (1..=1_000).collect();
+        idx.apply_event(1, &stored(0, None, &few)).unwrap();
+        assert!(idx.memory_bytes() < 100_000, "{}", idx.memory_bytes());
+        // Past a quarter of the hint the map makes room for all of it at once.
+        let hashes: Vec<u64> = (1_001..=30_000).collect();
+        idx.apply_event(1, &stored(1, Some(1_000), &hashes))
+            .unwrap();
         let reserved = idx.memory_bytes();
         assert!(reserved >= empty + 100_000 * 16, "{empty} -> {reserved}");
-        let hashes: Vec<u64> = (1..=50_000).collect();
-        idx.apply_event(1, &stored(0, None, &hashes)).unwrap();
-        idx.apply_event(1, &removed(1, &hashes)).unwrap();
+        idx.apply_event(1, &removed(2, &hashes)).unwrap();
+        idx.apply_event(1, &removed(3, &few)).unwrap();
         assert_eq!(idx.block_count(), 0);
         assert!(
-            idx.memory_bytes() >= reserved,
+            idx.memory_bytes() >= empty + 100_000 * 16,
             "emptying keeps the expected room"
         );
         idx.expect_blocks(0);
@@ -418,11 +432,12 @@ mod tests {
             idx.memory_bytes() < reserved / 4,
             "a lower hint lets it shrink"
         );
-        // A hint far past the cap reserves only the cap.
+        // A hint far past the cap pins at most the cap.
         idx.expect_blocks(usize::MAX);
+        let all: Vec<u64> = (1..=(KvIndex::MAX_EXPECTED_BLOCKS as u64 / 4 + 1)).collect();
+        idx.apply_event(2, &stored(0, None, &all)).unwrap();
         assert!(idx.memory_bytes() < 4 * KvIndex::MAX_EXPECTED_BLOCKS * 24);
-        idx.apply_event(2, &stored(0, None, &[7, 8])).unwrap();
-        assert_eq!(idx.find_matches(&[7, 8]).get(2), 2);
+        assert_eq!(idx.find_matches(&all[..2]).get(2), 2);
     }
 
     #[test]

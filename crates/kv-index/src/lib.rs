@@ -22,6 +22,7 @@
 //! Everything here is synchronous and does no I/O.
 
 pub mod approx;
+mod block_map;
 pub mod hashing;
 pub mod index;
 mod table;

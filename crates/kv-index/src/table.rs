@@ -11,12 +11,13 @@
 //! Workers get dense slots (lowest free first) and holder sets are bitsets over slots, one
 //! inline word for up to 64 workers.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 use switchyard_protocol::kv::SequenceHash;
+
+use crate::block_map::{BlockMap, Loc, Probe};
 
 /// A worker as the index knows it (an instance id).
 pub type WorkerKey = u64;
@@ -93,13 +94,6 @@ impl OverlapScores {
         self.scores.clear();
         self.tree_blocks = 0;
     }
-}
-
-/// Where a block sits: its run and its position (index in the run = `pos - run.base`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Loc {
-    run: u32,
-    pos: u32,
 }
 
 /// Holder slots as a bitset: word `k` bit `b` ⇔ slot `64k + b`. Inline for up to 64 slots.
@@ -219,7 +213,7 @@ fn alloc_run(
 /// when a store makes their holders equal again.
 #[derive(Default)]
 pub(crate) struct BlockTable {
-    map: IntMap<SequenceHash, Loc>,
+    map: BlockMap,
     runs: Vec<Run>,
     free_runs: Vec<u32>,
     slot_of: IntMap<WorkerKey, u32>,
@@ -303,17 +297,12 @@ impl BlockTable {
         let mut prev = parent;
         // A run held by `slot` alone whose last block is `prev`: new blocks append to it.
         let mut open: Option<u32> = None;
-        // Probe every block first: the probes are independent, so their cache misses overlap
-        // instead of serialising inside the insert loop; and the common case, a chain of new
-        // blocks, then takes the fast path.
-        let known = blocks
-            .iter()
-            .filter(|b| self.map.contains_key(&hash_of(b)))
-            .count();
-        if known == 0 && !blocks.is_empty() {
-            self.append_new(slot, prev, blocks, &hash_of);
-            return (blocks.len(), 0);
-        }
+        // Room for every block now, so a vacant probe stays valid until its block is filled
+        // in (nothing below inserts or removes otherwise): a new block costs one probe.
+        self.map.reserve(blocks.len());
+        // Touch every block's slot first: the loads are independent, so their cache misses
+        // overlap instead of serialising inside the loop.
+        self.map.touch(blocks.iter().map(&hash_of));
         let mut i = 0;
         while i < blocks.len() {
             let hash = hash_of(&blocks[i]);
@@ -322,17 +311,18 @@ impl BlockTable {
             let target = open.or_else(|| {
                 let loc = self.map.get(&prev?)?;
                 let run = &self.runs[loc.run as usize];
-                (run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
+                (run.index(loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
                     .then_some(loc.run)
             });
-            let loc = match self.map.entry(hash) {
-                Entry::Vacant(vacant) => {
+            let loc = match self.map.probe(hash) {
+                Probe::Found(at) => self.map.loc_at(at),
+                Probe::Vacant(at) => {
                     let id = match target {
                         Some(id) => {
                             let run = &mut self.runs[id as usize];
                             let pos = run.pos(run.blocks.len());
                             run.blocks.push(hash);
-                            vacant.insert(Loc { run: id, pos });
+                            self.map.fill(at, hash, Loc { run: id, pos });
                             id
                         }
                         None => {
@@ -340,7 +330,7 @@ impl BlockTable {
                             set_holder(&mut holders, slot);
                             let id =
                                 alloc_run(&mut self.runs, &mut self.free_runs, vec![hash], holders);
-                            vacant.insert(Loc { run: id, pos: 0 });
+                            self.map.fill(at, hash, Loc { run: id, pos: 0 });
                             id
                         }
                     };
@@ -350,7 +340,6 @@ impl BlockTable {
                     i += 1;
                     continue;
                 }
-                Entry::Occupied(occupied) => *occupied.get(),
             };
             open = None;
             let run = &self.runs[loc.run as usize];
@@ -379,52 +368,15 @@ impl BlockTable {
         (added, duplicate)
     }
 
-    /// Records `blocks`, none of which is in the table, as a chain held by `slot` alone after
-    /// `prev`: appended to `prev`'s run when `slot` alone holds it and it ends there.
-    fn append_new<B>(
-        &mut self,
-        slot: u32,
-        prev: Option<SequenceHash>,
-        blocks: &[B],
-        hash_of: &impl Fn(&B) -> SequenceHash,
-    ) {
-        let target = prev.and_then(|p| {
-            let loc = self.map.get(&p)?;
-            let run = &self.runs[loc.run as usize];
-            (run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
-                .then_some(loc.run)
-        });
-        let id = match target {
-            Some(id) => id,
-            None => {
-                let mut holders = Holders::new();
-                set_holder(&mut holders, slot);
-                alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders)
-            }
-        };
-        let run = &mut self.runs[id as usize];
-        run.blocks.reserve(blocks.len());
-        self.map.reserve(blocks.len());
-        for b in blocks {
-            let hash = hash_of(b);
-            let pos = run.pos(run.blocks.len());
-            run.blocks.push(hash);
-            self.map.insert(hash, Loc { run: id, pos });
-        }
-    }
-
     /// Unmarks `slot` as holding each of `hashes`. Returns (blocks removed, blocks `slot` did
     /// not hold). A block nobody holds any more leaves the table.
     pub(crate) fn remove(&mut self, slot: u32, hashes: &[SequenceHash]) -> (usize, usize) {
         let (mut removed, mut unknown) = (0, 0);
         // Touch every entry first so the misses overlap (see `store`).
-        let known = hashes.iter().filter(|h| self.map.contains_key(h)).count();
-        if known == 0 {
-            return (0, hashes.len());
-        }
+        self.map.touch(hashes.iter().copied());
         let mut i = 0;
         while i < hashes.len() {
-            let Some(&loc) = self.map.get(&hashes[i]) else {
+            let Some(loc) = self.map.get(&hashes[i]) else {
                 unknown += 1;
                 i += 1;
                 continue;
@@ -496,12 +448,14 @@ impl BlockTable {
         }
     }
 
-    /// Sizes the map for `blocks` distinct blocks now, so it does not rehash everything it holds
-    /// while it fills (a rehash of a million blocks stalls every lookup behind it), and keeps
-    /// that room when it empties. Raising it reserves; lowering it lets the map shrink later.
+    /// Expects up to `blocks` distinct blocks. Nothing is reserved now: a map sized for the
+    /// hint while few blocks are live (workers sharing one prefix set) spreads them over a
+    /// table much larger than the cache. Once the map holds a quarter of the hint its next
+    /// growth makes room for all of it (skipping the rehashes in between), and it keeps that
+    /// room when it empties again. Lowering the hint lets the map shrink later.
     pub(crate) fn expect_blocks(&mut self, blocks: usize) {
         self.expected_blocks = blocks;
-        self.map.reserve(blocks.saturating_sub(self.map.len()));
+        self.map.expect(blocks);
         self.maybe_shrink();
     }
 
@@ -586,7 +540,7 @@ impl BlockTable {
     /// Joins run `id` to the run ending in `prev` when their holders are equal, moving the
     /// shorter one's blocks.
     fn merge_after(&mut self, prev: SequenceHash, id: u32) {
-        let Some(&loc) = self.map.get(&prev) else {
+        let Some(loc) = self.map.get(&prev) else {
             return;
         };
         let target = loc.run;
@@ -604,9 +558,7 @@ impl BlockTable {
             t.blocks.extend_from_slice(&moved);
             for (i, hash) in moved.iter().enumerate() {
                 let pos = t.pos(start + i);
-                if let Some(l) = self.map.get_mut(hash) {
-                    *l = Loc { run: target, pos };
-                }
+                self.map.set(*hash, Loc { run: target, pos });
             }
             self.runs[id as usize] = Run::default();
             self.free_runs.push(id);
@@ -617,9 +569,7 @@ impl BlockTable {
             r.blocks.splice(0..0, moved.iter().copied());
             for (i, hash) in moved.iter().enumerate() {
                 let pos = r.pos(i);
-                if let Some(l) = self.map.get_mut(hash) {
-                    *l = Loc { run: id, pos };
-                }
+                self.map.set(*hash, Loc { run: id, pos });
             }
             self.runs[target as usize] = Run::default();
             self.free_runs.push(target);
@@ -630,12 +580,13 @@ impl BlockTable {
     fn new_run(&mut self, blocks: Vec<SequenceHash>, holders: Holders) -> u32 {
         let id = alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders);
         for (i, hash) in blocks.iter().enumerate() {
-            if let Some(loc) = self.map.get_mut(hash) {
-                *loc = Loc {
+            self.map.set(
+                *hash,
+                Loc {
                     run: id,
                     pos: i as u32,
-                };
-            }
+                },
+            );
         }
         self.runs[id as usize].blocks = blocks;
         id
@@ -671,14 +622,14 @@ impl BlockTable {
 
     #[inline]
     fn find_single_word(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
-        let Some(&loc) = blocks.first().and_then(|h| self.map.get(h)) else {
+        let Some(loc) = blocks.first().and_then(|h| self.map.get(h)) else {
             return;
         };
         let (len, run) = self.stretch(loc, blocks, 0);
         let mut active = run.holders.first().copied().unwrap_or(0);
         let mut i = len;
         while i < blocks.len() {
-            let Some(&loc) = self.map.get(&blocks[i]) else {
+            let Some(loc) = self.map.get(&blocks[i]) else {
                 break;
             };
             let (len, run) = self.stretch(loc, blocks, i);
@@ -701,7 +652,7 @@ impl BlockTable {
         let mut active: SmallVec<[u64; 8]> = SmallVec::from_elem(0, words);
         let mut i = 0;
         while i < blocks.len() {
-            let Some(&loc) = self.map.get(&blocks[i]) else {
+            let Some(loc) = self.map.get(&blocks[i]) else {
                 break;
             };
             let (len, run) = self.stretch(loc, blocks, i);
@@ -776,7 +727,7 @@ impl BlockTable {
                     }
             })
             .sum();
-        map_bytes(&self.map)
+        self.map.memory_bytes()
             + self.runs.capacity() * size_of::<Run>()
             + run_arrays
             + self.free_runs.capacity() * 4
@@ -798,7 +749,7 @@ impl BlockTable {
             for (off, h) in run.blocks.iter().enumerate() {
                 assert_eq!(
                     self.map.get(h),
-                    Some(&Loc {
+                    Some(Loc {
                         run: id as u32,
                         pos: run.pos(off)
                     })

@@ -889,6 +889,25 @@ mod tests {
             ..kv_instance(id, 4)
         };
         router.set_workers(&[with_capacity(1), with_capacity(2)]);
+        // The room is taken once the index is really filling (a quarter of the capacity), in
+        // one step to the whole capacity rather than by repeated doubling.
+        let blocks: Vec<switchyard_protocol::kv::StoredBlock> = (1..=30_000u64)
+            .map(|h| switchyard_protocol::kv::StoredBlock {
+                sequence_hash: h,
+                content_hash: h,
+            })
+            .collect();
+        router.apply_kv_event(
+            WorkerId(1),
+            &KvCacheEvent {
+                event_id: 1,
+                data: switchyard_protocol::kv::KvCacheEventData::Stored {
+                    parent: None,
+                    blocks,
+                },
+            },
+        );
+        assert_eq!(router.index_blocks(), 30_000);
         let sized = router.index_memory_bytes();
         assert!(sized >= before + 100_000 * 16, "{before} -> {sized}");
         router.set_workers(&[]);

@@ -1,0 +1,393 @@
+//! The index's hash map from sequence hash to block location: open addressing with linear
+//! probing over one array of 16-byte slots.
+//!
+//! Why not `HashMap`: the index is bound by cache misses on a map of millions of random keys.
+//! A SwissTable keeps its control bytes and its entries in separate arrays, so a probe touches
+//! two cache lines; here key and value share one slot, so a probe that finds its key (or the
+//! empty slot ending its search) usually touches one line. Sequence hashes are already uniform,
+//! so a multiply is enough to pick the home slot (it only spreads small test keys).
+//!
+//! Deletion shifts later slots of the cluster back (no tombstones), so probe lengths never
+//! degrade under the index's constant insert/remove churn.
+
+use std::mem::size_of;
+
+use switchyard_protocol::kv::SequenceHash;
+
+/// Where a block sits: its run and its position (index in the run = `pos - run.base`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Loc {
+    pub run: u32,
+    pub pos: u32,
+}
+
+/// An empty slot has this key; the real key 0 lives in `zero` instead.
+const EMPTY: SequenceHash = 0;
+
+/// Slots are at most this full (7/8 would lengthen linear probes too much).
+const MAX_LOAD_NUM: usize = 1;
+const MAX_LOAD_DEN: usize = 2;
+
+const MIN_CAPACITY: usize = 16;
+
+/// A key and its packed location. A plain array so a new table is one zeroed allocation
+/// (the allocator hands out zero pages) instead of a loop writing every slot.
+type Slot = [u64; 2];
+
+#[inline]
+fn slot_of(key: SequenceHash, loc: Loc) -> Slot {
+    [key, u64::from(loc.run) | (u64::from(loc.pos) << 32)]
+}
+
+#[inline]
+fn loc_of(slot: &Slot) -> Loc {
+    Loc {
+        run: slot[1] as u32,
+        pos: (slot[1] >> 32) as u32,
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BlockMap {
+    /// Power-of-two length (or empty before the first insert).
+    slots: Vec<Slot>,
+    /// Entries in `slots` (not counting `zero`).
+    len: usize,
+    /// `64 - log2(slots.len())`: the home slot is the top bits of the multiplied key.
+    shift: u32,
+    zero: Option<Loc>,
+    /// Entries the owner expects at most ([`BlockMap::expect`]); 0 when unknown.
+    expected: usize,
+}
+
+/// Where a key is, or where it would go: a slot index ([`ZERO_SLOT`] for the key 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Probe {
+    Found(usize),
+    Vacant(usize),
+}
+
+/// The slot index [`BlockMap::probe`] gives the key 0, which lives outside `slots`.
+const ZERO_SLOT: usize = usize::MAX;
+
+fn slots_for(entries: usize) -> usize {
+    (entries.max(1) * MAX_LOAD_DEN / MAX_LOAD_NUM)
+        .next_power_of_two()
+        .max(MIN_CAPACITY)
+}
+
+impl BlockMap {
+    #[inline]
+    fn home(&self, key: SequenceHash) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    #[inline]
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The slot holding `key`, if any (`key` ≠ 0).
+    #[inline]
+    fn find(&self, key: SequenceHash) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            let slot_key = self.slots[i][0];
+            if slot_key == key {
+                return Some(i);
+            }
+            if slot_key == EMPTY {
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Where `key` is, or the empty slot it would take. A `Vacant` answer stays valid for
+    /// [`BlockMap::fill`] only while nothing is inserted or removed in between; call
+    /// [`BlockMap::reserve`] first so `fill` needs no growth.
+    #[inline]
+    pub fn probe(&self, key: SequenceHash) -> Probe {
+        if key == EMPTY {
+            return if self.zero.is_some() {
+                Probe::Found(ZERO_SLOT)
+            } else {
+                Probe::Vacant(ZERO_SLOT)
+            };
+        }
+        debug_assert!(!self.slots.is_empty(), "probe before reserve");
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            let slot_key = self.slots[i][0];
+            if slot_key == key {
+                return Probe::Found(i);
+            }
+            if slot_key == EMPTY {
+                return Probe::Vacant(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// The value in slot `i` (from [`Probe::Found`]).
+    #[inline]
+    pub fn loc_at(&self, i: usize) -> Loc {
+        if i == ZERO_SLOT {
+            self.zero.unwrap_or_default()
+        } else {
+            loc_of(&self.slots[i])
+        }
+    }
+
+    /// Puts `key` into the empty slot `i` that [`BlockMap::probe`] returned for it.
+    #[inline]
+    pub fn fill(&mut self, i: usize, key: SequenceHash, loc: Loc) {
+        if i == ZERO_SLOT {
+            self.zero = Some(loc);
+        } else {
+            debug_assert_eq!(self.slots[i][0], EMPTY);
+            self.slots[i] = slot_of(key, loc);
+            self.len += 1;
+        }
+    }
+
+    /// Reads the home slot of each key so their cache misses overlap (independent loads run
+    /// in parallel) before a loop that probes them one after another.
+    #[inline]
+    pub fn touch(&self, keys: impl Iterator<Item = SequenceHash>) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let mut seen = 0;
+        for key in keys {
+            seen ^= self.slots[self.home(key)][0];
+        }
+        std::hint::black_box(seen);
+    }
+
+    /// Expects at most about `entries` entries: once the map holds a quarter of that, its next
+    /// growth goes straight to room for all of them (no rehash at every doubling on the way).
+    /// Nothing is allocated now, so a generous hint costs nothing while the map is small.
+    pub fn expect(&mut self, entries: usize) {
+        self.expected = entries;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len + usize::from(self.zero.is_some())
+    }
+
+    /// Entries that fit before the map grows (half the slots).
+    pub fn capacity(&self) -> usize {
+        self.slots.len() * MAX_LOAD_NUM / MAX_LOAD_DEN
+    }
+
+    /// Heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.capacity() * size_of::<Slot>()
+    }
+
+    #[inline]
+    pub fn get(&self, key: &SequenceHash) -> Option<Loc> {
+        if *key == EMPTY {
+            return self.zero;
+        }
+        self.find(*key).map(|i| loc_of(&self.slots[i]))
+    }
+
+    /// Replaces the location of `key` if it is present.
+    #[inline]
+    pub fn set(&mut self, key: SequenceHash, loc: Loc) {
+        if key == EMPTY {
+            if let Some(zero) = self.zero.as_mut() {
+                *zero = loc;
+            }
+        } else if let Some(i) = self.find(key) {
+            self.slots[i] = slot_of(key, loc);
+        }
+    }
+
+    /// Inserts or replaces; returns the previous value (the table uses `probe` + `fill`).
+    #[cfg(test)]
+    pub fn insert(&mut self, key: SequenceHash, loc: Loc) -> Option<Loc> {
+        if key == EMPTY {
+            return self.zero.replace(loc);
+        }
+        self.reserve(1);
+        let mask = self.mask();
+        let mut i = self.home(key);
+        loop {
+            let slot = &mut self.slots[i];
+            if slot[0] == key {
+                let old = loc_of(slot);
+                *slot = slot_of(key, loc);
+                return Some(old);
+            }
+            if slot[0] == EMPTY {
+                *slot = slot_of(key, loc);
+                self.len += 1;
+                return None;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub fn remove(&mut self, key: &SequenceHash) -> Option<Loc> {
+        if *key == EMPTY {
+            return self.zero.take();
+        }
+        let mut hole = self.find(*key)?;
+        let removed = loc_of(&self.slots[hole]);
+        self.len -= 1;
+        // Backward shift: pull later members of the cluster into the hole when the hole lies
+        // on their probe path (between their home and where they sit), so every key stays
+        // reachable from its home without tombstones.
+        let mask = self.mask();
+        let mut next = (hole + 1) & mask;
+        loop {
+            let key = self.slots[next][0];
+            if key == EMPTY {
+                break;
+            }
+            let home = self.home(key);
+            // Distance from home to `next` vs to `hole`, cyclically.
+            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[next];
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.slots[hole] = [EMPTY, 0];
+        Some(removed)
+    }
+
+    /// Makes room for `additional` more entries without growing in between.
+    pub fn reserve(&mut self, additional: usize) {
+        let needed = self.len + additional;
+        if needed <= self.capacity() {
+            return;
+        }
+        let mut slots = self.slots.len().max(MIN_CAPACITY);
+        while slots * MAX_LOAD_NUM / MAX_LOAD_DEN < needed {
+            slots *= 2;
+        }
+        if self.expected > needed && needed * 4 >= self.expected {
+            slots = slots.max(slots_for(self.expected));
+        }
+        self.rebuild(slots);
+    }
+
+    /// Shrinks to the smallest table that holds `min_entries` (and the current entries).
+    pub fn shrink_to(&mut self, min_entries: usize) {
+        let slots = slots_for(self.len.max(min_entries));
+        if slots < self.slots.len() {
+            self.rebuild(slots);
+        }
+    }
+
+    fn rebuild(&mut self, slot_count: usize) {
+        debug_assert!(slot_count.is_power_of_two());
+        let old = std::mem::replace(&mut self.slots, vec![[EMPTY, 0]; slot_count]);
+        self.shift = 64 - slot_count.trailing_zeros();
+        let mask = self.mask();
+        for slot in old.into_iter().filter(|s| s[0] != EMPTY) {
+            let mut i = self.home(slot[0]);
+            while self.slots[i][0] != EMPTY {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = slot;
+        }
+    }
+
+    /// Every entry, in no particular order.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (SequenceHash, Loc)> + '_ {
+        self.zero.map(|loc| (EMPTY, loc)).into_iter().chain(
+            self.slots
+                .iter()
+                .filter(|s| s[0] != EMPTY)
+                .map(|s| (s[0], loc_of(s))),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn loc(v: u32) -> Loc {
+        Loc { run: v, pos: !v }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(u64, u32),
+        Remove(u64),
+        Shrink,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // Few distinct keys (and 0) so operations collide, clusters form and wrap around.
+        let key = prop_oneof![Just(0u64), 0u64..48, any::<u64>()];
+        prop_oneof![
+            4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => key.prop_map(Op::Remove),
+            1 => Just(Op::Shrink),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn behaves_as_a_hash_map(ops in proptest::collection::vec(op(), 0..400)) {
+            let mut map = BlockMap::default();
+            let mut reference = HashMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => {
+                        prop_assert_eq!(map.insert(k, loc(v)), reference.insert(k, loc(v)));
+                    }
+                    Op::Remove(k) => prop_assert_eq!(map.remove(&k), reference.remove(&k)),
+                    Op::Shrink => map.shrink_to(0),
+                }
+                prop_assert_eq!(map.len(), reference.len());
+                for (k, v) in &reference {
+                    prop_assert_eq!(map.get(k), Some(*v));
+                }
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by_key(|e| e.0);
+                let mut expected: Vec<_> = reference.iter().map(|(k, v)| (*k, *v)).collect();
+                expected.sort_by_key(|e| e.0);
+                prop_assert_eq!(entries, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn grows_shrinks_and_keeps_every_key_reachable() {
+        let mut map = BlockMap::default();
+        let keys: Vec<u64> = (1..=10_000u64).map(|k| k * 0x1_0000_0001).collect();
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(map.insert(k, loc(i as u32)), None);
+        }
+        assert!(map.capacity() >= 10_000 && map.len() == 10_000);
+        for &k in keys.iter().step_by(2) {
+            assert!(map.remove(&k).is_some());
+        }
+        map.shrink_to(0);
+        assert!(map.capacity() < 10_000 && map.capacity() >= 5_000);
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(map.get(&k).is_some(), i % 2 == 1, "key {k}");
+        }
+        map.set(keys[1], loc(7));
+        assert_eq!(map.get(&keys[1]), Some(loc(7)));
+    }
+}
