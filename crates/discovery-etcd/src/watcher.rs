@@ -151,6 +151,8 @@ mod tests {
             engine: "mocker".into(),
             kv_block_size: Some(16),
             kv_total_blocks: None,
+            context_length: None,
+            limits: Default::default(),
         }
     }
 

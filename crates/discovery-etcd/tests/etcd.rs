@@ -24,6 +24,11 @@ fn instance(id: u64, namespace: &str) -> WorkerInstance {
         engine: "mocker".into(),
         kv_block_size: Some(16),
         kv_total_blocks: Some(1024),
+        context_length: Some(40960),
+        limits: switchyard_runtime::EngineLimits {
+            max_num_seqs: Some(256),
+            max_num_batched_tokens: Some(8192),
+        },
     }
 }
 

@@ -116,6 +116,8 @@ impl Cluster {
                 engine: "echo".into(),
                 kv_block_size: None,
                 kv_total_blocks: None,
+                context_length: None,
+                limits: Default::default(),
             });
         }
         let plane = PartlyUnreachable {

@@ -79,6 +79,8 @@ async fn start() -> u16 {
             engine: "scripted".into(),
             kv_block_size: None,
             kv_total_blocks: None,
+            context_length: None,
+            limits: Default::default(),
         }])
         .await;
     let config = HttpConfig {

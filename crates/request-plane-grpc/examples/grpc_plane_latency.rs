@@ -70,6 +70,8 @@ fn worker(endpoint: Endpoint) -> WorkerInstance {
         engine: "echo".into(),
         kv_block_size: None,
         kv_total_blocks: None,
+        context_length: None,
+        limits: Default::default(),
     }
 }
 

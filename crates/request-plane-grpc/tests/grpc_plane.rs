@@ -60,6 +60,8 @@ fn worker_at(address: impl Into<String>) -> WorkerInstance {
         engine: "echo".into(),
         kv_block_size: None,
         kv_total_blocks: None,
+        context_length: None,
+        limits: Default::default(),
     }
 }
 

@@ -33,6 +33,8 @@ fn main() {
                 engine: "mocker".into(),
                 kv_block_size: Some(BLOCK),
                 kv_total_blocks: Some(16384),
+                context_length: None,
+                limits: Default::default(),
             })
             .collect();
         router.set_workers(&instances);

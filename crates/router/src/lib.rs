@@ -607,6 +607,8 @@ mod tests {
             engine: "echo".into(),
             kv_block_size: None,
             kv_total_blocks: None,
+            context_length: None,
+            limits: Default::default(),
         }
     }
 
@@ -886,6 +888,8 @@ mod tests {
         let before = router.index_memory_bytes();
         let with_capacity = |id| WorkerInstance {
             kv_total_blocks: Some(50_000),
+            context_length: None,
+            limits: Default::default(),
             ..kv_instance(id, 4)
         };
         router.set_workers(&[with_capacity(1), with_capacity(2)]);

@@ -140,6 +140,8 @@ mod tests {
             engine: "echo".into(),
             kv_block_size: None,
             kv_total_blocks: None,
+            context_length: None,
+            limits: Default::default(),
         }
     }
 

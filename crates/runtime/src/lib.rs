@@ -59,6 +59,21 @@ pub struct WorkerInstance {
     /// KV cache capacity in blocks, when known: the router sizes its index for all workers'.
     #[serde(default)]
     pub kv_total_blocks: Option<u64>,
+    /// The model's context length in tokens, as the worker loaded it.
+    #[serde(default)]
+    pub context_length: Option<u32>,
+    /// The engine's batching limits, when it has them.
+    #[serde(default)]
+    pub limits: EngineLimits,
+}
+
+/// What one engine runs at once (vLLM's `--max-num-seqs`, `--max-num-batched-tokens`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineLimits {
+    #[serde(default)]
+    pub max_num_seqs: Option<u32>,
+    #[serde(default)]
+    pub max_num_batched_tokens: Option<u32>,
 }
 
 /// A set of live instances, shared cheaply between watchers.

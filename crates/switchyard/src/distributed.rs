@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use crate::cli::{ClusterArgs, FrontendProcessArgs, WorkerProcessArgs};
 use crate::serve::{
-    BuiltEngine, FrontDoorSettings, build_engine, load_card, router_config, serve_front_doors,
-    shutdown_token,
+    BuiltEngine, FrontDoorSettings, build_engine, engine_limits, load_card, router_config,
+    serve_front_doors, shutdown_token,
 };
 
 async fn connect_discovery(cluster: &ClusterArgs) -> anyhow::Result<EtcdDiscovery> {
@@ -61,6 +61,7 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| card.name.clone());
     let vocab_size = card.tokenizer.vocab_size() as u32;
+    let context_length = card.context_length;
     drop(card);
     // Random and never 0: two workers of one namespace must not collide.
     let id = WorkerId(rand::random::<u64>() | 1);
@@ -110,6 +111,8 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
         engine: info.kind.to_string(),
         kv_block_size: info.kv_block_size,
         kv_total_blocks: info.kv_total_blocks,
+        context_length: Some(context_length),
+        limits: engine_limits(&args.engine),
     })?;
     discovery.flush().await?;
     tracing::info!(worker = %id, %address, model = %model_name, engine = info.kind, "worker registered");

@@ -18,7 +18,7 @@ use switchyard_router::{RouterConfig, RouterMode};
 use switchyard_runtime::discovery::{Discovery, MemDiscovery};
 use switchyard_runtime::event_plane::{EngineEventPublisher, EventPlane, InProcessEventPlane};
 use switchyard_runtime::request_plane::InProcessRequestPlane;
-use switchyard_runtime::{Endpoint, WorkerId, WorkerInstance};
+use switchyard_runtime::{Endpoint, EngineLimits, WorkerId, WorkerInstance};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, EngineArgs, EngineKind, FrontendArgs, RouterModeArg, ServeArgs};
@@ -33,6 +33,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| card.name.clone());
     let vocab_size = card.tokenizer.vocab_size() as u32;
+    let context_length = card.context_length;
     let router_config = router_config(&args.frontend);
 
     let metrics = Arc::new(Metrics::new());
@@ -73,6 +74,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             engine: info.kind.to_string(),
             kv_block_size: info.kv_block_size,
             kv_total_blocks: info.kv_total_blocks,
+            context_length: Some(context_length),
+            limits: engine_limits(&args.engine),
         })?);
     }
     manager.set_discovery(Arc::new(discovery.clone()));
@@ -212,6 +215,17 @@ pub(crate) fn build_engine(
             ..MockerConfig::default()
         })?)),
     })
+}
+
+/// The batching limits a worker announces (the mocker's; echo has none).
+pub(crate) fn engine_limits(args: &EngineArgs) -> EngineLimits {
+    match args.engine {
+        EngineKind::Echo => EngineLimits::default(),
+        EngineKind::Mocker => EngineLimits {
+            max_num_seqs: u32::try_from(args.max_num_seqs).ok(),
+            max_num_batched_tokens: Some(args.max_num_batched_tokens),
+        },
+    }
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM.
