@@ -397,6 +397,7 @@ pub fn replay<I: ReplayIndex>(
 }
 
 /// Parses `--flag value` pairs; lists are comma-separated.
+#[derive(Clone)]
 pub struct Args {
     pub trace: String,
     pub workers: Vec<usize>,
