@@ -13,8 +13,8 @@ use switchyard_test_servers::NatsServer;
 
 const BLOCKS: u64 = 32;
 const LATENCY_SAMPLES: usize = 5_000;
-const THROUGHPUT_EVENTS: u64 = 200_000;
-/// Published between flushes, so the publish queue never overflows.
+const THROUGHPUT_EVENTS: u64 = 100 * BATCH;
+/// Events in flight: below the publish queue (8192) and the broadcast capacity (4096).
 const BATCH: u64 = 2_048;
 
 /// A stored event with realistic (full-width) hashes.
@@ -49,6 +49,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
     let server = tokio::task::spawn_blocking(NatsServer::start).await??;
     let publisher_options = NatsPlaneOptions {
         subscribe: false,
@@ -78,46 +83,81 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latencies[latencies.len() - 1],
     );
 
-    // Throughput: one publisher as fast as it goes; the frontend receives everything.
     let prepared: Vec<WorkerEvent> = (0..1024).map(stored_event).collect();
-    let receiving = tokio::spawn(async move {
-        let mut received = 0u64;
-        while received < THROUGHPUT_EVENTS {
-            match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-                Ok(Ok(_)) => received += 1,
-                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => {
-                    println!("subscriber lagged, lost {n}");
-                    received += n;
-                }
-                _ => break,
-            }
-        }
-        (received, Instant::now())
-    });
-    let before = worker.stats();
+
+    // Push: one publisher as fast as it goes, flushing every batch so its queue never
+    // overflows; nobody subscribes to this namespace, so the server only takes them in.
+    let pusher = NatsEventPlane::connect_with(
+        &server.url(),
+        "push-only",
+        NatsPlaneOptions {
+            subscribe: false,
+            ..Default::default()
+        },
+    )
+    .await?;
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < THROUGHPUT_EVENTS {
-        for _ in 0..BATCH.min(THROUGHPUT_EVENTS - sent) {
-            worker.publish(prepared[(sent % 1024) as usize].clone());
+        for _ in 0..BATCH {
+            pusher.publish(prepared[(sent % 1024) as usize].clone());
             sent += 1;
         }
-        worker.flush().await?;
+        pusher.flush().await?;
     }
-    let published_in = start.elapsed();
-    let (received, done) = receiving.await?;
-    let received_in = done - start;
-    let after = worker.stats();
+    let pushed_in = start.elapsed();
+    let stats = pusher.stats();
     println!(
-        "one publisher: {} events in {published_in:.2?} = {:.0} events/s ({:.1} MB/s) published, dropped {}",
-        after.published - before.published,
-        sent as f64 / published_in.as_secs_f64(),
-        sent as f64 * size as f64 / published_in.as_secs_f64() / 1e6,
-        after.dropped - before.dropped,
+        "one publisher into nats-server: {} events in {pushed_in:.2?} = {:.0} events/s ({:.1} MB/s), dropped {}",
+        stats.published,
+        sent as f64 / pushed_in.as_secs_f64(),
+        sent as f64 * size as f64 / pushed_in.as_secs_f64() / 1e6,
+        stats.dropped,
     );
+
+    // Delivered: the same publisher to one subscribing frontend, one batch in flight at a
+    // time, so the subscriber is never overrun and nothing is lost.
+    let start = Instant::now();
+    let mut delivered = 0u64;
+    while delivered < THROUGHPUT_EVENTS {
+        for i in 0..BATCH {
+            worker.publish(prepared[(i % 1024) as usize].clone());
+        }
+        for _ in 0..BATCH {
+            tokio::time::timeout(Duration::from_secs(5), events.recv()).await??;
+            delivered += 1;
+        }
+    }
+    let delivered_in = start.elapsed();
+    let stats = frontend.stats();
     println!(
-        "one subscriber: {received} events in {received_in:.2?} = {:.0} events/s received",
-        received as f64 / received_in.as_secs_f64()
+        "one publisher to one frontend: {delivered} events in {delivered_in:.2?} = {:.0} events/s delivered (lost {}, malformed {})",
+        delivered as f64 / delivered_in.as_secs_f64(),
+        stats.lost,
+        stats.malformed,
     );
+
+    // What one subscriber task can decode, without the network.
+    let subject = wire::event_subject("figures", WorkerId(0x5eed));
+    let payloads: Vec<Vec<u8>> = prepared
+        .iter()
+        .map(wire::encode_event)
+        .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let rounds = 50;
+    for _ in 0..rounds {
+        for payload in &payloads {
+            std::hint::black_box(wire::decode_event(&subject, payload)?);
+        }
+    }
+    let decode = start.elapsed() / (rounds * payloads.len() as u32);
+    let start = Instant::now();
+    for _ in 0..rounds {
+        for event in &prepared {
+            std::hint::black_box(wire::encode_event(event)?);
+        }
+    }
+    let encode = start.elapsed() / (rounds * prepared.len() as u32);
+    println!("encode {encode:?}/event, decode {decode:?}/event (one core)");
     Ok(())
 }
