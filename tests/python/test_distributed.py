@@ -225,10 +225,12 @@ def test_kv_events_resume_after_a_nats_restart(cluster, nats: Nats) -> None:
     wait_until(lambda: _metrics(fe).sum("switchyard_router_index_blocks") > 0, "events arrive")
     before = _metrics(fe).sum("switchyard_router_index_blocks")
     nats.restart()
-    # A new prompt after the restart: its blocks reach the index once both sides reconnected.
-    other = LONG_PROMPT.replace("item", "entry")
+    # New prompts after the restart (a repeated one would hit the worker's cache and store
+    # nothing new): their blocks reach the index once both sides reconnected.
+    attempt = iter(range(1000))
 
     def grew() -> bool:
+        other = LONG_PROMPT.replace("item", f"entry {next(attempt)}")
         client.completions.create(model=MODEL_NAME, prompt=other, max_tokens=4)
         return _metrics(fe).sum("switchyard_router_index_blocks") > before
 

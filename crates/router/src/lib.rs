@@ -129,6 +129,16 @@ struct WorkerLoad {
     reported_blocks: AtomicU64,
 }
 
+impl WorkerLoad {
+    /// Ends one request's share of the load (its prefill share goes with `release_prefill`).
+    fn release_request(&self, prompt_tokens: u64, blocks: u64) {
+        self.active_requests.fetch_sub(1, Ordering::Relaxed);
+        self.active_prompt_tokens
+            .fetch_sub(prompt_tokens, Ordering::Relaxed);
+        self.active_blocks.fetch_sub(blocks, Ordering::Relaxed);
+    }
+}
+
 struct WorkerSlot {
     instance: Arc<WorkerInstance>,
     load: Arc<WorkerLoad>,
@@ -199,13 +209,7 @@ impl LoadGuard {
 impl Drop for LoadGuard {
     fn drop(&mut self) {
         self.prefill_done();
-        self.load.active_requests.fetch_sub(1, Ordering::Relaxed);
-        self.load
-            .active_prompt_tokens
-            .fetch_sub(self.prompt_tokens, Ordering::Relaxed);
-        self.load
-            .active_blocks
-            .fetch_sub(self.blocks, Ordering::Relaxed);
+        self.load.release_request(self.prompt_tokens, self.blocks);
         if let Some(link) = self.replica.take() {
             link.sink.send(ReplicaMessage::Released {
                 model: link.model,

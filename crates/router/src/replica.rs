@@ -82,13 +82,7 @@ impl RemoteDecision {
 
     fn release(mut self) {
         self.release_prefill();
-        self.load.active_requests.fetch_sub(1, Ordering::Relaxed);
-        self.load
-            .active_prompt_tokens
-            .fetch_sub(self.prompt_tokens, Ordering::Relaxed);
-        self.load
-            .active_blocks
-            .fetch_sub(self.blocks, Ordering::Relaxed);
+        self.load.release_request(self.prompt_tokens, self.blocks);
     }
 }
 

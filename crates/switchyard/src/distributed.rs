@@ -18,8 +18,8 @@ use tokio::sync::watch;
 
 use crate::cli::{ClusterArgs, FrontendProcessArgs, WorkerProcessArgs};
 use crate::serve::{
-    BuiltEngine, FrontDoorSettings, build_engine, engine_limits, load_card, router_config,
-    serve_front_doors, shutdown_token,
+    BuiltEngine, EngineModel, FrontDoorSettings, build_engine, engine_limits, load_card,
+    router_config, serve_front_doors, shutdown_token,
 };
 
 async fn connect_discovery(cluster: &ClusterArgs) -> anyhow::Result<EtcdDiscovery> {
@@ -55,13 +55,11 @@ async fn connect_events(
 pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let (model_path, card) = load_card(&args.engine.model_path).await?;
-    let model_name = args
-        .engine
-        .model_name
-        .clone()
-        .unwrap_or_else(|| card.name.clone());
-    let vocab_size = card.tokenizer.vocab_size() as u32;
-    let context_length = card.context_length;
+    let EngineModel {
+        name: model_name,
+        vocab_size,
+        context_length,
+    } = EngineModel::of(&args.engine, &card);
     drop(card);
     // Random and never 0: two workers of one namespace must not collide.
     let id = WorkerId(rand::random::<u64>() | 1);
@@ -222,10 +220,20 @@ async fn load_dump(manager: Arc<ModelManager>, plane: NatsEventPlane, worker: Wo
     if !manager.wants_kv_dumps() {
         return;
     }
-    match plane.request_kv_dump(worker).await {
-        Ok(events) => manager.apply_kv_dump(worker, &events),
-        // Engines without a cache (echo) do not answer: nothing to load.
-        Err(e) => tracing::debug!(%worker, error = %e, "no KV cache dump"),
+    // After a NATS outage the worker may reconnect later than this frontend: retry a few
+    // times before giving up (live events still flow; the dump only fills what was missed).
+    let mut backoff = Duration::from_millis(200);
+    for attempt in 1..=5 {
+        match plane.request_kv_dump(worker).await {
+            Ok(events) => {
+                manager.apply_kv_dump(worker, &events);
+                return;
+            }
+            // Engines without a cache (echo) never answer.
+            Err(e) => tracing::debug!(%worker, attempt, error = %e, "no KV cache dump yet"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff *= 2;
     }
 }
 

@@ -27,13 +27,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let doors = FrontDoorSettings::from_env()?;
     let (model_path, card) = load_card(&args.engine.model_path).await?;
-    let model_name = args
-        .engine
-        .model_name
-        .clone()
-        .unwrap_or_else(|| card.name.clone());
-    let vocab_size = card.tokenizer.vocab_size() as u32;
-    let context_length = card.context_length;
+    let model = EngineModel::of(&args.engine, &card);
     let router_config = router_config(&args.frontend);
 
     let metrics = Arc::new(Metrics::new());
@@ -52,7 +46,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_migration_limit(args.frontend.migration_limit),
     );
     manager
-        .add_model(&model_name, Arc::new(card))
+        .add_model(&model.name, Arc::new(card))
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
 
     let mut registrations = Vec::new();
@@ -62,19 +56,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             plane: event_plane.clone(),
             worker: id,
         });
-        let engine = build_engine(&args.engine, vocab_size, Some(events))?;
+        let engine = build_engine(&args.engine, model.vocab_size, Some(events))?;
         let info = engine.info();
         request_plane.insert(id, engine.as_engine());
         registrations.push(discovery.register(WorkerInstance {
             id,
             namespace: args.frontend.namespace.clone(),
-            model_name: model_name.clone(),
+            model_name: model.name.clone(),
             model_path: model_path.display().to_string(),
             endpoint: Endpoint::InProcess,
             engine: info.kind.to_string(),
             kv_block_size: info.kv_block_size,
             kv_total_blocks: info.kv_total_blocks,
-            context_length: Some(context_length),
+            context_length: Some(model.context_length),
             limits: engine_limits(&args.engine),
         })?);
     }
@@ -85,7 +79,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(manager.clone().follow(watch));
     tokio::spawn(manager.clone().follow_events(worker_events));
     tracing::info!(
-        model = %model_name,
+        model = %model.name,
         engine = ?args.engine.engine,
         workers = args.workers,
         router = manager_router_mode(&args.frontend).as_str(),
@@ -117,6 +111,24 @@ impl FrontDoorSettings {
             grpc_stream_window: cli::grpc_window_size("SWITCHYARD_GRPC_INITIAL_STREAM_WINDOW_SIZE")
                 .map_err(anyhow::Error::msg)?,
         })
+    }
+}
+
+/// What a worker's engine and registration need of the model card.
+pub(crate) struct EngineModel {
+    /// The served name: `--model-name`, else the card's.
+    pub(crate) name: String,
+    pub(crate) vocab_size: u32,
+    pub(crate) context_length: u32,
+}
+
+impl EngineModel {
+    pub(crate) fn of(args: &EngineArgs, card: &ModelCard) -> Self {
+        EngineModel {
+            name: args.model_name.clone().unwrap_or_else(|| card.name.clone()),
+            vocab_size: card.tokenizer.vocab_size() as u32,
+            context_length: card.context_length,
+        }
     }
 }
 
