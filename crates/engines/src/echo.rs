@@ -266,32 +266,23 @@ mod tests {
         assert_eq!(whole.len(), 5);
         // The first stream said 1, 2 and broke; the resumed one gets prompt + [1, 2], 2 resumed
         // tokens and the remaining budget.
-        let resumed = drain(EchoStream::new(
-            PreprocessedRequest {
-                token_ids: vec![1, 2, 3, 4, 5, 1, 2],
-                resumed_output_tokens: 2,
-                stop: StopConditions {
-                    max_tokens: 98,
+        let resume = |max_tokens| {
+            drain(EchoStream::new(
+                PreprocessedRequest {
+                    token_ids: vec![1, 2, 3, 4, 5, 1, 2],
+                    resumed_output_tokens: 2,
+                    stop: StopConditions {
+                        max_tokens,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
-                ..Default::default()
-            },
-            Duration::ZERO,
-        ));
-        assert_eq!(resumed, whole[2..].to_vec());
+                Duration::ZERO,
+            ))
+        };
+        assert_eq!(resume(98), whole[2..].to_vec());
         // Resumed with a budget that ends early: Length after the budget.
-        let capped = drain(EchoStream::new(
-            PreprocessedRequest {
-                token_ids: vec![1, 2, 3, 4, 5, 1, 2],
-                resumed_output_tokens: 2,
-                stop: StopConditions {
-                    max_tokens: 2,
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            Duration::ZERO,
-        ));
+        let capped = resume(2);
         let tokens: Vec<TokenId> = capped.iter().flat_map(|o| o.token_ids.clone()).collect();
         assert_eq!(tokens, vec![3, 4]);
         assert_eq!(capped[1].finish_reason, Some(FinishReason::Length));
