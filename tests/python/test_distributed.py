@@ -88,11 +88,19 @@ def test_workers_join_and_leave_and_the_frontend_notices(cluster) -> None:
     assert err.value.status_code in (404, 503)
 
 
+# The killed worker streams this at 100 ms a token: about 16 s, so on a loaded machine it is
+# still streaming when the replacement worker has started (the kill comes after 8 tokens).
+KILL_PROMPT = " ".join([PROMPT] * 4)
+
+
 def _stream_across_a_kill(fe: Frontend, make_worker, first: Worker):
-    """Streams PROMPT from `first`; once some text arrived, starts a second worker and SIGKILLs
-    the first. Returns (text chunks, finish reason, seconds from the kill to the next token)."""
+    """Streams KILL_PROMPT from `first`; once some text arrived, starts a second worker and
+    SIGKILLs the first. Returns (text chunks, finish reason, seconds from the kill to the next
+    token)."""
     client = make_openai(fe)
-    stream = client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=500, stream=True)
+    stream = client.completions.create(
+        model=MODEL_NAME, prompt=KILL_PROMPT, max_tokens=1000, stream=True
+    )
     chunks: list[str] = []
     finish = None
     killed_at = None
@@ -115,11 +123,11 @@ def _stream_across_a_kill(fe: Frontend, make_worker, first: Worker):
 def test_a_worker_killed_mid_stream_is_replaced_and_every_token_arrives_once(cluster) -> None:
     make_frontend, make_worker = cluster
     fe = make_frontend("--migration-limit", "3")
-    # w1 is slow (100 ms per token, about 4 s for PROMPT) so w2 can start while it streams.
+    # w1 is slow (100 ms per token) so w2 can start while it streams.
     w1 = make_worker("w1", "--engine", "echo", "--echo-delay-ms", "100")
     wait_until(lambda: health(fe)[0] == 200, "frontend sees w1")
     chunks, finish, resumed_after = _stream_across_a_kill(fe, make_worker, w1)
-    assert "".join(chunks) == PROMPT
+    assert "".join(chunks) == KILL_PROMPT
     assert finish == "stop"
     assert resumed_after is not None
     print(f"\nmigrated stream resumed {resumed_after * 1000:.0f} ms after the worker was killed")

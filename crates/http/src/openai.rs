@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
@@ -116,8 +116,10 @@ async fn serve<R: GenerationRequest>(
     record.set_model(pipeline.name());
     let stream = req.common().stream;
     let include_usage = req.common().include_usage();
+    let choices_per_prompt = req.common().choices_per_prompt();
     let id = new_id(R::ID_PREFIX);
     let preprocessed = req.preprocess(&pipeline, &id).await?;
+    let preprocessed = one_request_per_choice(preprocessed, choices_per_prompt);
     let mut generations = Vec::with_capacity(preprocessed.len());
     for request in preprocessed {
         generations.push(pipeline.generate(request, R::ENDPOINT, arrived).await?);
@@ -127,6 +129,7 @@ async fn serve<R: GenerationRequest>(
         pipeline.name().to_string(),
         R::ENDPOINT,
         include_usage,
+        choices_per_prompt,
         std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
         ticket,
     );
@@ -137,25 +140,76 @@ async fn serve<R: GenerationRequest>(
     }
 }
 
+/// Expands each prompt's request into `n` engine requests, in OpenAI's choice order (prompt
+/// by prompt, `n` choices each). With a seed, choice `j` samples with `seed + j` (as vLLM's
+/// parallel sampling does) so the choices differ yet stay reproducible.
+fn one_request_per_choice(
+    requests: Vec<PreprocessedRequest>,
+    choices_per_prompt: u32,
+) -> Vec<PreprocessedRequest> {
+    if choices_per_prompt <= 1 {
+        return requests;
+    }
+    let mut out = Vec::with_capacity(requests.len() * choices_per_prompt as usize);
+    for request in requests {
+        for j in 1..choices_per_prompt {
+            let mut child = request.clone();
+            child.request_id = format!("{}/{j}", request.request_id);
+            child.sampling.seed = request.sampling.seed.map(|s| s.wrapping_add(u64::from(j)));
+            out.push(child);
+        }
+        // The first choice keeps the request itself (no clone), placed before its siblings.
+        let at = out.len() - (choices_per_prompt as usize - 1);
+        out.insert(at, request);
+    }
+    out
+}
+
 pub(crate) async fn models(State(service): State<Arc<HttpService>>) -> Response {
-    let created = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let created = unix_now();
     let list = ModelList {
         object: "list".into(),
         data: service
             .manager
             .served_models()
             .iter()
-            .map(|p| ModelObject {
-                id: p.name().to_string(),
-                object: "model".into(),
-                created,
-                owned_by: "switchyard".into(),
-            })
+            .map(|p| model_object(p, created))
             .collect(),
     };
     (StatusCode::OK, axum::Json(list)).into_response()
+}
+
+/// `GET /v1/models/{id}`: one served model, or a 404 `model_not_found` error. Ids may contain
+/// slashes (`Qwen/Qwen3-0.6B`), so the route captures the rest of the path.
+pub(crate) async fn model(
+    State(service): State<Arc<HttpService>>,
+    Path(id): Path<String>,
+) -> Response {
+    match service
+        .manager
+        .served_models()
+        .iter()
+        .find(|p| p.name() == id)
+    {
+        Some(p) => (StatusCode::OK, axum::Json(model_object(p, unix_now()))).into_response(),
+        None => HttpError(ApiError::model_not_found(&id)).into_response(),
+    }
+}
+
+fn model_object(pipeline: &ModelPipeline, created: u64) -> ModelObject {
+    ModelObject {
+        id: pipeline.name().to_string(),
+        object: "model".into(),
+        created,
+        owned_by: "switchyard".into(),
+        max_model_len: Some(pipeline.card().context_length),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Parses a JSON body, turning every failure into a 400 (or 413 for an oversized body).

@@ -31,6 +31,8 @@ pub(crate) struct ResponseContext {
     /// Chat completion chunks rather than text completion ones.
     pub chat: bool,
     pub include_usage: bool,
+    /// `n`: choices `k·n … k·n + n − 1` share prompt `k`, whose tokens usage counts once.
+    pub choices_per_prompt: u32,
     pub record: Mutex<RequestRecord>,
     pub _ticket: ActiveTicket,
     usage: Mutex<UsageTotals>,
@@ -45,8 +47,11 @@ struct UsageTotals {
 }
 
 impl UsageTotals {
-    fn add(&mut self, generation: &Generation) {
-        self.prompt += generation.prompt_tokens();
+    /// Adds choice `index`; its prompt counts only for the first choice of that prompt.
+    fn add(&mut self, generation: &Generation, index: u32, choices_per_prompt: u32) {
+        if index.is_multiple_of(choices_per_prompt.max(1)) {
+            self.prompt += generation.prompt_tokens();
+        }
         self.completion += generation.completion_tokens();
         if let Some(c) = generation.cached_tokens() {
             self.cached = Some(self.cached.unwrap_or(0) + c);
@@ -64,6 +69,7 @@ impl ResponseContext {
         model: String,
         endpoint: Endpoint,
         include_usage: bool,
+        choices_per_prompt: u32,
         record: RequestRecord,
         ticket: ActiveTicket,
     ) -> Self {
@@ -73,6 +79,7 @@ impl ResponseContext {
             created: unix_now(),
             chat: endpoint == Endpoint::ChatCompletions,
             include_usage,
+            choices_per_prompt,
             record: Mutex::new(record),
             _ticket: ticket,
             usage: Mutex::new(UsageTotals::default()),
@@ -104,9 +111,9 @@ pub(crate) async fn unary(
     let results = futures::future::join_all(generations.into_iter().map(collect)).await;
     let mut totals = UsageTotals::default();
     let mut choices = Vec::with_capacity(results.len());
-    for result in results {
+    for (index, result) in results.into_iter().enumerate() {
         let (text, finish, generation) = result?;
-        totals.add(&generation);
+        totals.add(&generation, index as u32, ctx.choices_per_prompt);
         choices.push((text, finish));
     }
     let usage = totals.usage();
@@ -273,7 +280,8 @@ fn choice_stream(
             }
         };
         if finished {
-            st.ctx.usage.lock().add(&st.generation);
+            let n = st.ctx.choices_per_prompt;
+            st.ctx.usage.lock().add(&st.generation, st.index, n);
             st.done = true;
         }
         Some((bytes, st))

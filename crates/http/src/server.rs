@@ -87,6 +87,7 @@ pub fn router(service: Arc<HttpService>, body_limit_bytes: usize) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
         .route("/health", get(health))
         .route("/live", get(live))
         .route("/metrics", get(metrics))

@@ -66,7 +66,16 @@ pub struct CommonParams {
     pub user: Option<String>,
 }
 
+/// The largest `n` accepted: each choice is a separate engine request.
+pub const MAX_CHOICES_PER_PROMPT: u32 = 128;
+
 impl CommonParams {
+    /// Choices generated for each prompt (`n`, default 1); valid after [`Self::validate`].
+    pub fn choices_per_prompt(&self) -> u32 {
+        self.n
+            .map_or(1, |n| n.clamp(1, i64::from(MAX_CHOICES_PER_PROMPT)) as u32)
+    }
+
     /// Range checks shared by both endpoints; every failure names its field.
     pub fn validate(&self) -> Result<(), ApiError> {
         check_range(
@@ -101,10 +110,10 @@ impl CommonParams {
                     format!("n must be at least 1, got {n}"),
                 ));
             }
-            if n > 1 {
+            if n > MAX_CHOICES_PER_PROMPT as i64 {
                 return Err(ApiError::invalid_param(
                     "n",
-                    format!("n > 1 is not supported yet, got {n}"),
+                    format!("n must be at most {MAX_CHOICES_PER_PROMPT}, got {n}"),
                 ));
             }
         }
@@ -527,6 +536,9 @@ pub struct ModelObject {
     pub object: String,
     pub created: u64,
     pub owned_by: String,
+    /// vLLM extension: the longest prompt + output the model takes, in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u32>,
 }
 
 #[cfg(test)]
