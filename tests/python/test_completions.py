@@ -177,3 +177,42 @@ def test_raw_sse_framing(http) -> None:
     assert len(data_at) == len(s.events) + 1
     for i in data_at[:-1]:
         assert s.raw_lines[i + 1] == "", s.raw_lines[i : i + 2]
+
+
+def test_echo_puts_the_prompt_before_the_completion(client: openai.OpenAI) -> None:
+    prompt = "Echo this back, please."
+    r = client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=3, echo=True)
+    plain = client.completions.create(model=MODEL_NAME, prompt=prompt, max_tokens=3)
+    assert r.choices[0].text == prompt + plain.choices[0].text
+    # Usage counts generated tokens only.
+    assert r.usage.completion_tokens == plain.usage.completion_tokens == 3
+
+
+def test_streamed_echo_sends_the_prompt_once_per_choice(client: openai.OpenAI) -> None:
+    prompts = ["first prompt", "second"]
+    texts = ["", "", "", ""]
+    for chunk in client.completions.create(
+        model=MODEL_NAME, prompt=prompts, n=2, max_tokens=2, echo=True, stream=True
+    ):
+        for choice in chunk.choices:
+            texts[choice.index] += choice.text
+    plain = client.completions.create(model=MODEL_NAME, prompt=prompts, max_tokens=2)
+    generated = [c.text for c in plain.choices]
+    assert texts == [
+        prompts[0] + generated[0],
+        prompts[0] + generated[0],
+        prompts[1] + generated[1],
+        prompts[1] + generated[1],
+    ]
+
+
+def test_echo_of_a_token_id_prompt_decodes_it(client: openai.OpenAI, http) -> None:
+    ids = http.post("/tokenize", json={"prompt": "token ids, echoed"}).json()["tokens"]
+    r = client.completions.create(model=MODEL_NAME, prompt=ids, max_tokens=1, echo=True)
+    assert r.choices[0].text.startswith("token ids, echoed")
+
+
+def test_echo_with_logprobs_is_a_clear_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(model=MODEL_NAME, prompt="x", echo=True, logprobs=1)
+    assert e.value.body["param"] == "echo"

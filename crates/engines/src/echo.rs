@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use switchyard_protocol::{
-    EngineOutput, FinishReason, PreprocessedRequest, StopConditions, TokenId,
+    EngineOutput, FinishReason, OutputLogprobs, PreprocessedRequest, StopConditions, TokenId,
+    TokenLogprob,
 };
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -98,11 +99,17 @@ pub struct EchoStream {
     offset: usize,
     done: bool,
     pacer: Pacer,
+    /// Alternatives per token to report, when the request asked for logprobs.
+    logprobs: Option<u32>,
 }
+
+/// What vLLM reports for a token the model gives no chance (JSON has no −∞).
+const IMPOSSIBLE_LOGPROB: f32 = -9999.0;
 
 impl EchoStream {
     fn new(request: PreprocessedRequest, token_delay: Duration) -> Self {
         let stop = request.stop;
+        let logprobs = request.sampling.logprobs;
         let mut prompt = request.token_ids;
         // A migrated request carries its earlier output after the prompt: the script is the
         // original prompt, continued where the broken stream stopped.
@@ -120,7 +127,32 @@ impl EchoStream {
             } else {
                 Pacer::NotStarted(token_delay)
             },
+            logprobs,
         }
+    }
+
+    /// The echo "model" is certain of its next token: log-probability 0. Its alternatives are
+    /// the prompt's other tokens, impossible for it (-9999, vLLM's stand-in for −∞).
+    fn token_logprobs(&self, token: TokenId, k: u32) -> OutputLogprobs {
+        let mut top = Vec::with_capacity(k as usize);
+        if k > 0 {
+            top.push(TokenLogprob {
+                token_id: token,
+                logprob: 0.0,
+            });
+        }
+        for &other in &self.prompt {
+            if top.len() >= k as usize {
+                break;
+            }
+            if top.iter().all(|t| t.token_id != other) {
+                top.push(TokenLogprob {
+                    token_id: other,
+                    logprob: IMPOSSIBLE_LOGPROB,
+                });
+            }
+        }
+        OutputLogprobs { logprob: 0.0, top }
     }
 
     /// The next item, ignoring pacing. `None` once the finishing item has been returned.
@@ -141,7 +173,10 @@ impl EchoStream {
         // `max_tokens`, a u32, so the modulo is taken on values that fit.
         let token = self.prompt[(self.offset + self.generated as usize) % prompt_len];
         self.generated += 1;
-        let output = EngineOutput::token(token);
+        let mut output = EngineOutput::token(token);
+        if let Some(k) = self.logprobs {
+            output.logprobs.push(self.token_logprobs(token, k));
+        }
 
         let finish = if self.has_stop_ids
             && self.generated > self.stop.min_tokens

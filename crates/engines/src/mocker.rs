@@ -309,7 +309,8 @@ impl Engine for MockerEngine {
             hasher,
             hashes,
             request.stop,
-            TokenSampler::new(seed, self.config.vocab_size),
+            TokenSampler::new(seed, self.config.vocab_size)
+                .with_logprobs(request.sampling.logprobs),
             tx,
         );
         // Counted before sending so the scheduler's decrement can never run first.

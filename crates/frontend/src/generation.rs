@@ -6,7 +6,9 @@ use std::time::Instant;
 use futures::StreamExt;
 use switchyard_engines::{EngineError, EngineStream};
 use switchyard_postprocess::PostProcessor;
-use switchyard_protocol::{ApiError, FinishReason, PreprocessedRequest, StopConditions, TokenId};
+use switchyard_protocol::{
+    ApiError, FinishReason, OutputLogprobs, PreprocessedRequest, StopConditions, TokenId,
+};
 use switchyard_router::LoadGuard;
 use switchyard_runtime::WorkerId;
 
@@ -19,6 +21,35 @@ pub struct TextDelta<'a> {
     pub text: &'a str,
     /// Set on the last delta.
     pub finish_reason: Option<FinishReason>,
+    /// The tokens generated since the previous delta with their logprobs, when the request
+    /// asked for them (tokens whose text is still held back arrive with a later delta).
+    pub logprobs: &'a [(TokenId, OutputLogprobs)],
+}
+
+/// The model's tokenizer, for naming tokens in logprobs.
+#[derive(Clone)]
+pub struct TokenTexts(Arc<ModelPipeline>);
+
+impl TokenTexts {
+    /// A token's text as logprobs report it: the token decoded alone, special tokens kept (a
+    /// byte-level piece of a multi-byte character decodes to U+FFFD, as in vLLM).
+    pub fn text(&self, token: TokenId) -> String {
+        self.0
+            .card()
+            .tokenizer
+            .decode(&[token], false)
+            .unwrap_or_default()
+    }
+}
+
+/// A whole generation, for unary responses.
+#[derive(Debug)]
+pub struct Collected {
+    pub text: String,
+    /// The OpenAI finish reason (`stop` if the engine gave none).
+    pub finish: &'static str,
+    /// Every generated token with its logprobs, when the request asked for them.
+    pub logprobs: Vec<(TokenId, OutputLogprobs)>,
 }
 
 /// What a generation needs to resume on another worker when its stream breaks.
@@ -64,6 +95,8 @@ pub struct Generation {
     arrived: Instant,
     last_token_at: Option<Instant>,
     finished: bool,
+    /// Tokens with logprobs not yet handed out with a delta.
+    pending_logprobs: Vec<(TokenId, OutputLogprobs)>,
 }
 
 impl Generation {
@@ -100,6 +133,7 @@ impl Generation {
             arrived,
             last_token_at: None,
             finished: false,
+            pending_logprobs: Vec::new(),
         })
     }
 
@@ -123,20 +157,36 @@ impl Generation {
     /// Runs the generation to its end: the whole text and the OpenAI finish reason (`stop` if the
     /// engine gave none). For unary responses of every front door.
     pub async fn collect_text(&mut self) -> Result<(String, &'static str), ApiError> {
-        let mut text = String::new();
-        let mut finish = "stop";
+        let collected = self.collect().await?;
+        Ok((collected.text, collected.finish))
+    }
+
+    /// Runs the generation to its end, keeping the logprobs too.
+    pub async fn collect(&mut self) -> Result<Collected, ApiError> {
+        let mut collected = Collected {
+            text: String::new(),
+            finish: "stop",
+            logprobs: Vec::new(),
+        };
         while let Some(delta) = self.next().await {
             let delta = delta?;
-            text.push_str(delta.text);
+            collected.text.push_str(delta.text);
+            collected.logprobs.extend_from_slice(delta.logprobs);
             if let Some(reason) = delta.finish_reason {
-                finish = reason.as_openai_str();
+                collected.finish = reason.as_openai_str();
             }
         }
-        Ok((text, finish))
+        Ok(collected)
+    }
+
+    /// Turns token ids into the texts logprobs report (usable while a delta is borrowed).
+    pub fn token_texts(&self) -> TokenTexts {
+        TokenTexts(self.pipeline.clone())
     }
 
     /// The next non-empty delta, or the final one. `None` once finished.
     pub async fn next(&mut self) -> Option<Result<TextDelta<'_>, ApiError>> {
+        self.pending_logprobs.clear();
         loop {
             if self.finished {
                 return None;
@@ -202,6 +252,17 @@ impl Generation {
             if output.cached_tokens.is_some() {
                 self.cached_tokens = output.cached_tokens;
             }
+            // An engine that sends logprobs sends one per token; anything else is ignored
+            // rather than misattributed.
+            if !output.logprobs.is_empty() && output.logprobs.len() == output.token_ids.len() {
+                self.pending_logprobs.extend(
+                    output
+                        .token_ids
+                        .iter()
+                        .copied()
+                        .zip(output.logprobs.iter().cloned()),
+                );
+            }
             let (has_text, finish_reason) = match self.post.on_output(&output) {
                 Ok(delta) => (!delta.text.is_empty(), delta.finish_reason),
                 Err(e) => {
@@ -220,6 +281,7 @@ impl Generation {
                 return Some(Ok(TextDelta {
                     text: self.post.last_text(),
                     finish_reason,
+                    logprobs: &self.pending_logprobs,
                 }));
             }
         }

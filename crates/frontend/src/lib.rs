@@ -24,7 +24,7 @@ mod pipeline;
 
 pub use admission::{ActiveTicket, Admission};
 pub use cpu_pool::CpuPool;
-pub use generation::{Generation, TextDelta};
+pub use generation::{Collected, Generation, TextDelta, TokenTexts};
 pub use listener::bind_listener;
 pub use manager::{ModelManager, load_model_card};
 pub use metrics::{Endpoint, Metrics, ModelMetrics, RequestRecord};

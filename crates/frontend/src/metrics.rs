@@ -16,6 +16,8 @@ pub enum Endpoint {
     ChatCompletions,
     /// OpenAI HTTP `/v1/completions`.
     Completions,
+    /// OpenAI HTTP `/v1/responses`.
+    Responses,
     /// KServe gRPC `ModelInfer` (unary).
     ModelInfer,
     /// KServe gRPC `ModelStreamInfer` (one count per request on the stream).
@@ -23,9 +25,10 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 4] = [
+    pub const ALL: [Endpoint; 5] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
+        Endpoint::Responses,
         Endpoint::ModelInfer,
         Endpoint::ModelStreamInfer,
     ];
@@ -34,6 +37,7 @@ impl Endpoint {
         match self {
             Endpoint::ChatCompletions => "chat_completions",
             Endpoint::Completions => "completions",
+            Endpoint::Responses => "responses",
             Endpoint::ModelInfer => "model_infer",
             Endpoint::ModelStreamInfer => "model_stream_infer",
         }
@@ -42,7 +46,7 @@ impl Endpoint {
     /// The `protocol` label: `http` (OpenAI) or `grpc` (KServe).
     pub fn protocol(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions | Endpoint::Completions => "http",
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Responses => "http",
             Endpoint::ModelInfer | Endpoint::ModelStreamInfer => "grpc",
         }
     }
@@ -79,7 +83,7 @@ pub struct ModelMetrics {
     /// Requests whose stream broke with no migration left (the client got an error).
     pub migrations_exhausted: IntCounter,
     /// Client disconnects, indexed by [`Endpoint`].
-    disconnects: [IntCounter; 4],
+    disconnects: [IntCounter; Endpoint::ALL.len()],
 }
 
 fn latency_buckets() -> Vec<f64> {

@@ -100,6 +100,65 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<PreprocessedRequest, ApiError> {
         req.validate()?;
+        let token_ids = self.render_chat(&mut req, false).await?;
+        let mut request = self.finish_preprocess(request_id, token_ids, &req.common)?;
+        request.sampling.logprobs = req.requested_logprobs();
+        Ok(request)
+    }
+
+    /// The token ids a chat request's prompt would have (`POST /tokenize` with messages);
+    /// `add_special_tokens` lets the tokenizer add its own BOS on top of the template's.
+    pub async fn tokenize_chat(
+        &self,
+        mut req: ChatCompletionRequest,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, ApiError> {
+        req.validate()?;
+        self.render_chat(&mut req, add_special_tokens).await
+    }
+
+    /// A text's token ids (`POST /tokenize` with a prompt), on the CPU pool.
+    pub async fn tokenize_text(
+        &self,
+        text: String,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, ApiError> {
+        let tokenizer = self.card.tokenizer.clone();
+        self.cpu
+            .run(move || {
+                tokenizer
+                    .encode(&text, add_special_tokens)
+                    .map_err(|e| ApiError::invalid_param("prompt", e.to_string()))
+            })
+            .await?
+    }
+
+    /// Token ids back to text (`POST /detokenize`), special tokens kept; an id outside the
+    /// vocabulary is a 400.
+    pub async fn detokenize(&self, token_ids: Vec<u32>) -> Result<String, ApiError> {
+        let vocab = self.card.tokenizer.vocab_size() as u32;
+        if let Some(bad) = token_ids.iter().find(|&&id| id >= vocab) {
+            return Err(ApiError::invalid_param(
+                "tokens",
+                format!("token id {bad} is out of range for a vocabulary of {vocab}"),
+            ));
+        }
+        let tokenizer = self.card.tokenizer.clone();
+        self.cpu
+            .run(move || {
+                tokenizer
+                    .decode(&token_ids, false)
+                    .map_err(|e| ApiError::invalid_param("tokens", e.to_string()))
+            })
+            .await?
+    }
+
+    /// Renders a validated chat request's template and tokenizes the result (on the CPU pool).
+    async fn render_chat(
+        &self,
+        req: &mut ChatCompletionRequest,
+        add_special_tokens: bool,
+    ) -> Result<Vec<u32>, ApiError> {
         let has_tools = req.tools.as_ref().is_some_and(|t| !t.is_empty());
         let template = match (&self.tool_template, has_tools) {
             (Some(tool_template), true) => tool_template.clone(),
@@ -120,8 +179,7 @@ impl ModelPipeline {
         let continue_final_message = req.continue_final_message;
         let add_generation_prompt = req.add_generation_prompt.unwrap_or(!continue_final_message);
         let tokenizer = self.card.tokenizer.clone();
-        let token_ids = self
-            .cpu
+        self.cpu
             .run(move || {
                 // Templates that walk content parts themselves get them as sent (vLLM's
                 // "openai" content format); the others get the text joined.
@@ -142,11 +200,10 @@ impl ModelPipeline {
                 .map_err(|e| e.to_api_error())?;
                 // The template already placed BOS and other special tokens.
                 tokenizer
-                    .encode(&prompt, false)
+                    .encode(&prompt, add_special_tokens)
                     .map_err(|e| e.to_api_error())
             })
-            .await??;
-        self.finish_preprocess(request_id, token_ids, &req.common)
+            .await?
     }
 
     /// Validates and tokenizes every prompt of a completion request (a batch gives several).
@@ -156,6 +213,7 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<Vec<PreprocessedRequest>, ApiError> {
         req.validate()?;
+        let logprobs = req.requested_logprobs();
         let inputs = req.prompt.into_inputs()?;
         let vocab = self.card.tokenizer.vocab_size() as u32;
         let tokenizer = self.card.tokenizer.clone();
@@ -192,7 +250,9 @@ impl ModelPipeline {
                 } else {
                     format!("{request_id}-{i}")
                 };
-                self.finish_preprocess(&id, ids, &req.common)
+                let mut request = self.finish_preprocess(&id, ids, &req.common)?;
+                request.sampling.logprobs = logprobs;
+                Ok(request)
             })
             .collect()
     }
@@ -251,6 +311,7 @@ impl ModelPipeline {
                 presence_penalty: common.presence_penalty.map(|v| v as f32),
                 frequency_penalty: common.frequency_penalty.map(|v| v as f32),
                 repetition_penalty: common.repetition_penalty.map(|v| v as f32),
+                logprobs: None,
             },
             stop: StopConditions {
                 max_tokens: max_tokens as u32,

@@ -130,7 +130,7 @@ pub fn check_postprocess(data: &[u8]) {
         let output = EngineOutput {
             token_ids: batch.iter().copied().collect(),
             finish_reason,
-            cached_tokens: None,
+            ..Default::default()
         };
         if finished.is_some() {
             assert_eq!(

@@ -2,21 +2,27 @@
 //!
 //! - [`HttpService`]: the shared state of all handlers: the [`ModelManager`], the
 //!   [`Metrics`], and the drain state.
-//! - [`router`]: the axum routes (`/v1/chat/completions`, `/v1/completions`, `/v1/models`,
-//!   `/health`, `/live`, `/metrics`) with OpenAI-shaped 404/405/413 fallbacks.
+//! - [`router`]: the axum routes (`/v1/chat/completions`, `/v1/completions`, `/v1/responses`,
+//!   `/v1/models`, `/tokenize`, `/detokenize`, `/health`, `/live`, `/metrics`) with
+//!   OpenAI-shaped 404/405/413 fallbacks.
 //! - [`serve`]: binds HTTP or HTTPS and runs until shutdown, then drains: `/health` and
 //!   `/live` answer 503 and new requests are refused while in-flight responses finish.
 //! - [`serve_observability`]: `/health`, `/live` and `/metrics` alone on another port (for
 //!   deployments that expose only the gRPC front door).
-//! - `openai`: request handlers; `responses`: unary JSON bodies and SSE streams.
+//! - `openai`: chat and completion handlers; `responses`: their unary JSON bodies and SSE
+//!   streams; `logprobs`: engine logprobs in OpenAI's shapes; `responses_api`: the Responses
+//!   API on the chat pipeline; `tokenize`: `/tokenize` and `/detokenize`.
 //!
 //! Invariant: this crate knows nothing about engines or workers; it talks to the
 //! [`switchyard_frontend`] pipeline only.
 
 mod error;
+mod logprobs;
 mod openai;
 mod responses;
+mod responses_api;
 mod server;
+mod tokenize;
 
 pub use server::{
     HttpConfig, HttpService, TlsConfig, observability_router, router, serve, serve_observability,

@@ -12,12 +12,12 @@ use rand::Rng;
 use serde::de::DeserializeOwned;
 use switchyard_frontend::{Endpoint, ModelPipeline, RequestRecord};
 use switchyard_protocol::openai::{
-    ChatCompletionRequest, CommonParams, CompletionRequest, ModelList, ModelObject,
+    ChatCompletionRequest, CommonParams, CompletionRequest, ModelList, ModelObject, PromptInput,
 };
 use switchyard_protocol::{ApiError, ErrorKind, PreprocessedRequest};
 
 use crate::error::HttpError;
-use crate::responses::{self, ResponseContext};
+use crate::responses::{self, ResponseContext, ResponseShape};
 use crate::server::HttpService;
 
 pub(crate) async fn chat_completions(
@@ -40,6 +40,12 @@ trait GenerationRequest: DeserializeOwned {
     const ID_PREFIX: &'static str;
     fn model(&self) -> &str;
     fn common(&self) -> &CommonParams;
+    /// Whether the choices report logprobs.
+    fn wants_logprobs(&self) -> bool;
+    /// Completions' `echo`: the prompts whose text goes before their choices' text.
+    fn echo_inputs(&self) -> Option<Vec<PromptInput>> {
+        None
+    }
     /// Templating/tokenization into one preprocessed request per choice.
     async fn preprocess(
         self,
@@ -56,6 +62,9 @@ impl GenerationRequest for ChatCompletionRequest {
     }
     fn common(&self) -> &CommonParams {
         &self.common
+    }
+    fn wants_logprobs(&self) -> bool {
+        self.requested_logprobs().is_some()
     }
     async fn preprocess(
         self,
@@ -74,6 +83,15 @@ impl GenerationRequest for CompletionRequest {
     }
     fn common(&self) -> &CommonParams {
         &self.common
+    }
+    fn wants_logprobs(&self) -> bool {
+        self.requested_logprobs().is_some()
+    }
+    fn echo_inputs(&self) -> Option<Vec<PromptInput>> {
+        // An invalid prompt is refused by `preprocess`; echo has nothing to add then.
+        self.echo
+            .then(|| self.prompt.clone().into_inputs().ok())
+            .flatten()
     }
     async fn preprocess(
         self,
@@ -117,8 +135,17 @@ async fn serve<R: GenerationRequest>(
     let stream = req.common().stream;
     let include_usage = req.common().include_usage();
     let choices_per_prompt = req.common().choices_per_prompt();
+    let logprobs = req.wants_logprobs();
+    let echo_inputs = req.echo_inputs();
     let id = new_id(R::ID_PREFIX);
     let preprocessed = req.preprocess(&pipeline, &id).await?;
+    let mut echo = Vec::new();
+    for input in echo_inputs.into_iter().flatten() {
+        echo.push(match input {
+            PromptInput::Text(text) => text,
+            PromptInput::Tokens(ids) => pipeline.detokenize(ids).await?,
+        });
+    }
     let preprocessed = one_request_per_choice(preprocessed, choices_per_prompt);
     let mut generations = Vec::with_capacity(preprocessed.len());
     for request in preprocessed {
@@ -128,8 +155,12 @@ async fn serve<R: GenerationRequest>(
         id,
         pipeline.name().to_string(),
         R::ENDPOINT,
-        include_usage,
-        choices_per_prompt,
+        ResponseShape {
+            include_usage,
+            choices_per_prompt,
+            logprobs,
+            echo,
+        },
         std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
         ticket,
     );
@@ -213,7 +244,9 @@ fn unix_now() -> u64 {
 }
 
 /// Parses a JSON body, turning every failure into a 400 (or 413 for an oversized body).
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(

@@ -5,6 +5,7 @@
 //! `event: error` SSE event and the stream ends without `[DONE]`, so no client mistakes a
 //! truncated answer for a complete one.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
-use switchyard_frontend::{ActiveTicket, Endpoint, Generation, RequestRecord};
+use switchyard_frontend::{
+    ActiveTicket, Collected, Endpoint, Generation, RequestRecord, TokenTexts,
+};
+
+use crate::logprobs;
 use switchyard_protocol::ApiError;
 use switchyard_protocol::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
@@ -33,6 +38,10 @@ pub(crate) struct ResponseContext {
     pub include_usage: bool,
     /// `n`: choices `k·n … k·n + n − 1` share prompt `k`, whose tokens usage counts once.
     pub choices_per_prompt: u32,
+    /// The request asked for logprobs: choices carry a `logprobs` object (else null).
+    pub logprobs: bool,
+    /// Completions' `echo`: each prompt's text (empty without echo).
+    echo: Vec<String>,
     pub record: Mutex<RequestRecord>,
     pub _ticket: ActiveTicket,
     usage: Mutex<UsageTotals>,
@@ -63,13 +72,22 @@ impl UsageTotals {
     }
 }
 
+/// What the request asked its response to contain, beyond the text.
+pub(crate) struct ResponseShape {
+    pub include_usage: bool,
+    /// `n`, choices per prompt.
+    pub choices_per_prompt: u32,
+    pub logprobs: bool,
+    /// Completions' `echo`: each prompt's text, put before its choices' text (else empty).
+    pub echo: Vec<String>,
+}
+
 impl ResponseContext {
     pub fn new(
         id: String,
         model: String,
         endpoint: Endpoint,
-        include_usage: bool,
-        choices_per_prompt: u32,
+        shape: ResponseShape,
         record: RequestRecord,
         ticket: ActiveTicket,
     ) -> Self {
@@ -78,13 +96,24 @@ impl ResponseContext {
             model,
             created: unix_now(),
             chat: endpoint == Endpoint::ChatCompletions,
-            include_usage,
-            choices_per_prompt,
+            include_usage: shape.include_usage,
+            choices_per_prompt: shape.choices_per_prompt,
+            logprobs: shape.logprobs,
+            echo: shape.echo,
             record: Mutex::new(record),
             _ticket: ticket,
             usage: Mutex::new(UsageTotals::default()),
             errored: AtomicBool::new(false),
         }
+    }
+}
+
+impl ResponseContext {
+    /// The echoed prompt text that choice `index` starts with, if the request asked for echo.
+    fn echo_for(&self, index: u32) -> Option<&str> {
+        self.echo
+            .get((index / self.choices_per_prompt.max(1)) as usize)
+            .map(String::as_str)
     }
 }
 
@@ -112,9 +141,10 @@ pub(crate) async fn unary(
     let mut totals = UsageTotals::default();
     let mut choices = Vec::with_capacity(results.len());
     for (index, result) in results.into_iter().enumerate() {
-        let (text, finish, generation) = result?;
+        let (collected, generation) = result?;
         totals.add(&generation, index as u32, ctx.choices_per_prompt);
-        choices.push((text, finish));
+        let texts = ctx.logprobs.then(|| generation.token_texts());
+        choices.push((collected, texts));
     }
     let usage = totals.usage();
     let body = if ctx.chat {
@@ -126,14 +156,14 @@ pub(crate) async fn unary(
             choices: choices
                 .iter()
                 .enumerate()
-                .map(|(i, (text, finish))| ChatChoice {
+                .map(|(i, (c, texts))| ChatChoice {
                     index: i as u32,
                     message: ResponseMessage {
                         role: "assistant",
-                        content: Some(text),
+                        content: Some(&c.text),
                     },
-                    logprobs: None,
-                    finish_reason: Some(finish),
+                    logprobs: texts.as_ref().map(|t| logprobs::chat(t, &c.logprobs)),
+                    finish_reason: Some(c.finish),
                 })
                 .collect(),
             usage,
@@ -147,11 +177,17 @@ pub(crate) async fn unary(
             choices: choices
                 .iter()
                 .enumerate()
-                .map(|(i, (text, finish))| CompletionChoice {
-                    index: i as u32,
-                    text,
-                    logprobs: None,
-                    finish_reason: Some(finish),
+                .map(|(i, (c, texts))| {
+                    let echo = ctx.echo_for(i as u32).unwrap_or("");
+                    let mut offset = echo.chars().count() as u32;
+                    CompletionChoice {
+                        index: i as u32,
+                        text: text_with_echo(echo, &c.text),
+                        logprobs: texts
+                            .as_ref()
+                            .map(|t| logprobs::completion(t, &c.logprobs, &mut offset)),
+                        finish_reason: Some(c.finish),
+                    }
                 })
                 .collect(),
             usage: Some(usage),
@@ -162,11 +198,18 @@ pub(crate) async fn unary(
     Ok(json_response(body))
 }
 
-async fn collect(
-    mut generation: Generation,
-) -> Result<(String, &'static str, Generation), ApiError> {
-    let (text, finish) = generation.collect_text().await?;
-    Ok((text, finish, generation))
+/// A completion choice's text after its echoed prompt (borrowed when there is none).
+fn text_with_echo<'a>(echo: &str, text: &'a str) -> Cow<'a, str> {
+    if echo.is_empty() {
+        Cow::Borrowed(text)
+    } else {
+        Cow::Owned(format!("{echo}{text}"))
+    }
+}
+
+async fn collect(mut generation: Generation) -> Result<(Collected, Generation), ApiError> {
+    let collected = generation.collect().await?;
+    Ok((collected, generation))
 }
 
 /// Streams every generation as SSE chunks.
@@ -197,6 +240,10 @@ struct ChoiceState {
     first: bool,
     done: bool,
     buf: BytesMut,
+    /// Set when the request asked for logprobs.
+    texts: Option<TokenTexts>,
+    /// Characters streamed so far (completions' `text_offset`).
+    text_chars: u32,
 }
 
 fn choice_stream(
@@ -204,6 +251,8 @@ fn choice_stream(
     generation: Generation,
     index: u32,
 ) -> impl futures::Stream<Item = Bytes> + Send {
+    let texts = ctx.logprobs.then(|| generation.token_texts());
+    let text_chars = ctx.echo_for(index).map_or(0, |e| e.chars().count() as u32);
     let state = ChoiceState {
         ctx,
         generation,
@@ -211,6 +260,8 @@ fn choice_stream(
         first: true,
         done: false,
         buf: BytesMut::with_capacity(4096),
+        texts,
+        text_chars,
     };
     futures::stream::unfold(state, |mut st| async move {
         if st.done {
@@ -222,6 +273,8 @@ fn choice_stream(
             index,
             first,
             buf,
+            texts,
+            text_chars,
             ..
         } = &mut st;
         let (bytes, finished) = match generation.next().await {
@@ -235,7 +288,7 @@ fn choice_stream(
                             role: first.then_some("assistant"),
                             content: Some(delta.text),
                         },
-                        logprobs: None,
+                        logprobs: texts.as_ref().map(|t| logprobs::chat(t, delta.logprobs)),
                         finish_reason: finish,
                     }];
                     write_event(
@@ -250,10 +303,13 @@ fn choice_stream(
                         },
                     );
                 } else {
+                    let echo = if *first { ctx.echo_for(*index) } else { None };
                     let choice = [CompletionChoice {
                         index: *index,
-                        text: delta.text,
-                        logprobs: None,
+                        text: text_with_echo(echo.unwrap_or(""), delta.text),
+                        logprobs: texts
+                            .as_ref()
+                            .map(|t| logprobs::completion(t, delta.logprobs, text_chars)),
                         finish_reason: finish,
                     }];
                     write_event(

@@ -18,7 +18,7 @@ use switchyard_router::WorkerLoadSnapshot;
 use switchyard_runtime::discovery::DiscoveryHealth;
 
 use crate::error::HttpError;
-use crate::openai;
+use crate::{openai, responses_api, tokenize};
 
 /// Certificate and key, both PEM.
 #[derive(Clone, Debug)]
@@ -88,6 +88,9 @@ pub fn router(service: Arc<HttpService>, body_limit_bytes: usize) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/responses", post(responses_api::responses))
+        .route("/tokenize", post(tokenize::tokenize))
+        .route("/detokenize", post(tokenize::detokenize))
         .route("/health", get(health))
         .route("/live", get(live))
         .route("/metrics", get(metrics))

@@ -5,6 +5,8 @@
 //! - [`llm`]: the pipeline's currency. The frontend turns a client request into a
 //!   [`llm::PreprocessedRequest`] (token ids + sampling + stop conditions); an engine answers with
 //!   a stream of [`llm::EngineOutput`] token deltas.
+//! - [`responses`]: OpenAI's Responses API request, its mapping onto a chat request, and the
+//!   response object.
 //! - [`kv`]: KV cache events a worker reports about its prefix cache.
 //! - [`error`]: [`error::ApiError`], the one mapping from a failure to an HTTP status, an OpenAI
 //!   error `type`, and a metrics label.
@@ -15,9 +17,10 @@ pub mod error;
 pub mod kv;
 pub mod llm;
 pub mod openai;
+pub mod responses;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{
-    CacheKey, EngineOutput, FinishReason, OutputOptions, PreprocessedRequest, SamplingOptions,
-    StopConditions, TokenId,
+    CacheKey, EngineOutput, FinishReason, MAX_TOP_LOGPROBS, OutputLogprobs, OutputOptions,
+    PreprocessedRequest, SamplingOptions, StopConditions, TokenId, TokenLogprob,
 };

@@ -17,6 +17,30 @@ pub struct SamplingOptions {
     pub presence_penalty: Option<f32>,
     pub frequency_penalty: Option<f32>,
     pub repetition_penalty: Option<f32>,
+    /// Report each generated token's log-probability and this many most likely alternatives
+    /// (`Some(0)`: the chosen token's only); `None`: no logprobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+/// The most top alternatives per token a client may ask for (OpenAI's and vLLM's default cap).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
+/// A token and its log-probability under the engine's sampling distribution.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token_id: TokenId,
+    pub logprob: f32,
+}
+
+/// The log-probabilities of one generated token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutputLogprobs {
+    /// The generated token's log-probability (≤ 0; `-9999` stands for impossible, as in vLLM).
+    pub logprob: f32,
+    /// The most likely tokens, most likely first, as many as the request asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<TokenLogprob>,
 }
 
 /// When generation must end. Engines honour the token-level conditions (`max_tokens`,
@@ -141,6 +165,9 @@ pub struct EngineOutput {
     pub finish_reason: Option<FinishReason>,
     /// Prompt tokens the engine found in its prefix cache (reported once, on the first message).
     pub cached_tokens: Option<u32>,
+    /// One entry per token of `token_ids` when the request asked for logprobs, else empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<OutputLogprobs>,
 }
 
 impl EngineOutput {
@@ -151,6 +178,7 @@ impl EngineOutput {
             token_ids,
             finish_reason: None,
             cached_tokens: None,
+            logprobs: Vec::new(),
         }
     }
 

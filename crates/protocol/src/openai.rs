@@ -318,14 +318,35 @@ impl ChatCompletionRequest {
                 "continue_final_message and add_generation_prompt cannot both be true",
             ));
         }
-        if self.logprobs == Some(true) || self.top_logprobs.is_some() {
-            return Err(ApiError::invalid_param(
-                "logprobs",
-                "logprobs are not supported yet",
-            ));
+        if let Some(k) = self.top_logprobs {
+            check_top_logprobs("top_logprobs", k)?;
+            if self.logprobs != Some(true) {
+                return Err(ApiError::invalid_param(
+                    "top_logprobs",
+                    "top_logprobs needs logprobs set to true",
+                ));
+            }
         }
         Ok(())
     }
+
+    /// Alternatives per token to report, if logprobs were asked for (valid after `validate`).
+    pub fn requested_logprobs(&self) -> Option<u32> {
+        (self.logprobs == Some(true)).then(|| self.top_logprobs.unwrap_or(0).max(0) as u32)
+    }
+}
+
+fn check_top_logprobs(param: &str, k: i64) -> Result<(), ApiError> {
+    if !(0..=i64::from(crate::MAX_TOP_LOGPROBS)).contains(&k) {
+        return Err(ApiError::invalid_param(
+            param,
+            format!(
+                "{param} must be between 0 and {}, got {k}",
+                crate::MAX_TOP_LOGPROBS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `prompt` of a completion: a string, strings, token ids, or lists of token ids.
@@ -387,16 +408,22 @@ pub struct CompletionRequest {
 }
 
 impl CompletionRequest {
+    /// Alternatives per token to report, if logprobs were asked for (valid after `validate`).
+    pub fn requested_logprobs(&self) -> Option<u32> {
+        self.logprobs.map(|k| k.max(0) as u32)
+    }
+
     pub fn validate(&self) -> Result<(), ApiError> {
         self.common.validate()?;
-        if self.logprobs.is_some() {
-            return Err(ApiError::invalid_param(
-                "logprobs",
-                "logprobs are not supported yet",
-            ));
+        if let Some(k) = self.logprobs {
+            check_top_logprobs("logprobs", k)?;
         }
-        if self.echo {
-            return Err(ApiError::invalid_param("echo", "echo is not supported yet"));
+        if self.echo && self.logprobs.is_some() {
+            // Echoed logprobs cover the prompt too, and no engine here reports prompt logprobs.
+            return Err(ApiError::invalid_param(
+                "echo",
+                "echo together with logprobs is not supported (engines report no prompt logprobs)",
+            ));
         }
         if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
@@ -456,7 +483,7 @@ pub struct ChatCompletionResponse<'a> {
 pub struct ChatChoice<'a> {
     pub index: u32,
     pub message: ResponseMessage<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: Option<&'static str>,
 }
 
@@ -481,7 +508,7 @@ pub struct ChatCompletionChunk<'a> {
 pub struct ChatChunkChoice<'a> {
     pub index: u32,
     pub delta: ChatDelta<'a>,
-    pub logprobs: Option<()>,
+    pub logprobs: Option<ChatLogprobs>,
     pub finish_reason: Option<&'static str>,
 }
 
@@ -519,9 +546,61 @@ pub struct CompletionChunk<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct CompletionChoice<'a> {
     pub index: u32,
-    pub text: &'a str,
-    pub logprobs: Option<()>,
+    /// Borrowed unless an echoed prompt is put before the generated text.
+    pub text: std::borrow::Cow<'a, str>,
+    pub logprobs: Option<CompletionLogprobs>,
     pub finish_reason: Option<&'static str>,
+}
+
+/// Chat `logprobs`: one entry per generated token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ChatLogprobs {
+    pub content: Vec<ChatTokenLogprob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatTokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    /// The token text's UTF-8 bytes.
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<ChatTopLogprob>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ChatTopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// Legacy completions `logprobs`: parallel arrays, one element per generated token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CompletionLogprobs {
+    pub tokens: Vec<String>,
+    pub token_logprobs: Vec<f32>,
+    /// Per token, the alternatives as a `{token text: logprob}` object.
+    pub top_logprobs: Vec<TopLogprobMap>,
+    /// Per token, where its text starts in the choice's text, in characters.
+    pub text_offset: Vec<u32>,
+}
+
+/// Serialized as a JSON object in insertion order (most likely first); a token text seen twice
+/// keeps its first (highest) value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopLogprobMap(pub Vec<(String, f32)>);
+
+impl Serialize for TopLogprobMap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (i, (token, logprob)) in self.0.iter().enumerate() {
+            if self.0[..i].iter().all(|(seen, _)| seen != token) {
+                map.serialize_entry(token, logprob)?;
+            }
+        }
+        map.end()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -539,6 +618,78 @@ pub struct ModelObject {
     /// vLLM extension: the longest prompt + output the model takes, in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_model_len: Option<u32>,
+}
+
+/// `POST /tokenize` (vLLM's extension): a `prompt`, or chat `messages` rendered through the
+/// model's chat template exactly as a chat completion would render them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TokenizeRequest {
+    /// May be left out when the server serves one model.
+    pub model: Option<String>,
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Let the tokenizer add its special tokens (BOS): default true for a prompt, false for
+    /// messages (the template places them).
+    pub add_special_tokens: Option<bool>,
+    pub add_generation_prompt: Option<bool>,
+    #[serde(default)]
+    pub continue_final_message: bool,
+    pub chat_template_kwargs: Option<Map<String, Value>>,
+    pub tools: Option<Vec<Value>>,
+    /// Also return each token's text.
+    #[serde(default)]
+    pub return_token_strs: bool,
+}
+
+impl TokenizeRequest {
+    /// Exactly one of `prompt` and `messages`.
+    pub fn validate(&self) -> Result<(), ApiError> {
+        match (&self.prompt, &self.messages) {
+            (Some(_), Some(_)) => Err(ApiError::invalid_param(
+                "messages",
+                "give either prompt or messages, not both",
+            )),
+            (None, None) => Err(ApiError::invalid_param(
+                "prompt",
+                "give a prompt (text) or messages (chat) to tokenize",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The chat request whose prompt `messages` describe.
+    pub fn into_chat_request(self, model: String) -> ChatCompletionRequest {
+        ChatCompletionRequest {
+            model,
+            messages: self.messages.unwrap_or_default(),
+            tools: self.tools,
+            chat_template_kwargs: self.chat_template_kwargs,
+            add_generation_prompt: self.add_generation_prompt,
+            continue_final_message: self.continue_final_message,
+            ..ChatCompletionRequest::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenizeResponse {
+    pub count: usize,
+    pub max_model_len: u32,
+    pub tokens: Vec<u32>,
+    /// Each token's text, when `return_token_strs` was set.
+    pub token_strs: Option<Vec<String>>,
+}
+
+/// `POST /detokenize` (vLLM's extension).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetokenizeRequest {
+    pub model: Option<String>,
+    pub tokens: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DetokenizeResponse {
+    pub prompt: String,
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 use smallvec::SmallVec;
 use switchyard_engines::EngineError;
 use switchyard_protocol::{
-    CacheKey, EngineOutput, FinishReason, OutputOptions, PreprocessedRequest, SamplingOptions,
-    StopConditions,
+    CacheKey, EngineOutput, FinishReason, OutputLogprobs, OutputOptions, PreprocessedRequest,
+    SamplingOptions, StopConditions, TokenLogprob,
 };
 
 use crate::pb;
@@ -22,6 +22,8 @@ pub enum ProtoError {
     Missing(&'static str),
     #[error("{field} has unknown value {value}")]
     UnknownEnumValue { field: &'static str, value: i32 },
+    #[error("{0}")]
+    Invalid(&'static str),
 }
 
 // ---- requests: frontend → worker ----
@@ -50,6 +52,7 @@ pub fn request_to_proto(request: PreprocessedRequest) -> pb::GenerateRequest {
             presence_penalty: sampling.presence_penalty,
             frequency_penalty: sampling.frequency_penalty,
             repetition_penalty: sampling.repetition_penalty,
+            logprobs: sampling.logprobs,
         }),
         stop: Some(pb::StopConditions {
             max_tokens: stop.max_tokens,
@@ -95,6 +98,7 @@ pub fn request_from_proto(request: pb::GenerateRequest) -> Result<PreprocessedRe
             presence_penalty: sampling.presence_penalty,
             frequency_penalty: sampling.frequency_penalty,
             repetition_penalty: sampling.repetition_penalty,
+            logprobs: sampling.logprobs,
         },
         stop: StopConditions {
             max_tokens: stop.max_tokens,
@@ -123,6 +127,15 @@ pub fn response_to_proto(item: Result<EngineOutput, EngineError>) -> pb::Generat
             token_ids: output.token_ids.to_vec(),
             finish_reason: finish_reason_to_proto(output.finish_reason) as i32,
             cached_tokens: output.cached_tokens,
+            logprobs: output
+                .logprobs
+                .into_iter()
+                .map(|lp| pb::TokenLogprobs {
+                    logprob: lp.logprob,
+                    top_token_ids: lp.top.iter().map(|t| t.token_id).collect(),
+                    top_logprobs: lp.top.iter().map(|t| t.logprob).collect(),
+                })
+                .collect(),
         }),
         Err(error) => Kind::Error(error_to_proto(error)),
     };
@@ -134,11 +147,39 @@ pub fn response_from_proto(
     response: pb::GenerateResponse,
 ) -> Result<Result<EngineOutput, EngineError>, ProtoError> {
     match response.kind {
-        Some(Kind::Output(output)) => Ok(Ok(EngineOutput {
-            token_ids: SmallVec::from_vec(output.token_ids),
-            finish_reason: finish_reason_from_proto(output.finish_reason)?,
-            cached_tokens: output.cached_tokens,
-        })),
+        Some(Kind::Output(output)) => {
+            if !output.logprobs.is_empty() && output.logprobs.len() != output.token_ids.len() {
+                return Err(ProtoError::Invalid(
+                    "Output.logprobs must have one entry per token",
+                ));
+            }
+            let logprobs = output
+                .logprobs
+                .into_iter()
+                .map(|lp| {
+                    if lp.top_token_ids.len() != lp.top_logprobs.len() {
+                        return Err(ProtoError::Invalid(
+                            "TokenLogprobs.top_token_ids and top_logprobs differ in length",
+                        ));
+                    }
+                    Ok(OutputLogprobs {
+                        logprob: lp.logprob,
+                        top: lp
+                            .top_token_ids
+                            .into_iter()
+                            .zip(lp.top_logprobs)
+                            .map(|(token_id, logprob)| TokenLogprob { token_id, logprob })
+                            .collect(),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Ok(EngineOutput {
+                token_ids: SmallVec::from_vec(output.token_ids),
+                finish_reason: finish_reason_from_proto(output.finish_reason)?,
+                cached_tokens: output.cached_tokens,
+                logprobs,
+            }))
+        }
         Some(Kind::Error(error)) => Ok(Err(error_from_proto(error)?)),
         None => Err(ProtoError::Missing("GenerateResponse.kind")),
     }
@@ -211,6 +252,7 @@ mod tests {
                 presence_penalty: Some(-2.0),
                 frequency_penalty: Some(2.0),
                 repetition_penalty: Some(1.1),
+                logprobs: Some(20),
             },
             stop: StopConditions {
                 max_tokens: 16,
@@ -312,12 +354,46 @@ mod tests {
     }
 
     #[test]
+    fn logprobs_that_do_not_line_up_with_tokens_are_refused() {
+        let output = |token_ids: Vec<u32>, logprobs| pb::GenerateResponse {
+            kind: Some(Kind::Output(pb::Output {
+                token_ids,
+                finish_reason: pb::FinishReason::Unspecified as i32,
+                cached_tokens: None,
+                logprobs,
+            })),
+        };
+        let one = |ids: Vec<u32>, values: Vec<f32>| pb::TokenLogprobs {
+            logprob: -0.5,
+            top_token_ids: ids,
+            top_logprobs: values,
+        };
+        // Two tokens, one logprobs entry.
+        assert!(matches!(
+            response_from_proto(output(vec![1, 2], vec![one(vec![], vec![])])),
+            Err(ProtoError::Invalid(_))
+        ));
+        // Alternatives' ids and values differ in length.
+        assert!(matches!(
+            response_from_proto(output(vec![1], vec![one(vec![1, 2], vec![-0.1])])),
+            Err(ProtoError::Invalid(_))
+        ));
+        // Lined up: kept in order.
+        let ok = response_from_proto(output(vec![1], vec![one(vec![1, 9], vec![-0.5, -2.0])]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(ok.logprobs[0].top[1].token_id, 9);
+        assert_eq!(ok.logprobs[0].top[1].logprob, -2.0);
+    }
+
+    #[test]
     fn unknown_or_missing_enum_values_are_refused() {
         let output = |finish_reason| pb::GenerateResponse {
             kind: Some(Kind::Output(pb::Output {
                 token_ids: vec![1],
                 finish_reason,
                 cached_tokens: None,
+                logprobs: Vec::new(),
             })),
         };
         assert_eq!(
@@ -384,6 +460,7 @@ mod tests {
                     presence_penalty: floats[3],
                     frequency_penalty: floats[4],
                     repetition_penalty: floats[5],
+                    logprobs: top_k.map(|k| k.unsigned_abs() % 21),
                 },
                 stop: StopConditions {
                     max_tokens,
@@ -411,10 +488,30 @@ mod tests {
             finish,
             proptest::option::of(any::<u32>()),
         )
-            .prop_map(|(tokens, finish_reason, cached_tokens)| EngineOutput {
-                token_ids: SmallVec::from_vec(tokens),
-                finish_reason,
-                cached_tokens,
+            .prop_map(|(tokens, finish_reason, cached_tokens)| {
+                // Every other output carries logprobs (one per token, with alternatives).
+                let logprobs = if tokens.len() % 2 == 1 {
+                    tokens
+                        .iter()
+                        .map(|&t| OutputLogprobs {
+                            logprob: -((t % 97) as f32) / 7.0,
+                            top: (0..t % 3)
+                                .map(|j| TokenLogprob {
+                                    token_id: t.wrapping_add(j),
+                                    logprob: -(j as f32),
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                EngineOutput {
+                    token_ids: SmallVec::from_vec(tokens),
+                    finish_reason,
+                    cached_tokens,
+                    logprobs,
+                }
             });
         let error = prop_oneof![
             ".{0,10}".prop_map(EngineError::InvalidRequest),

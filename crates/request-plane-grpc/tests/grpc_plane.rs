@@ -320,6 +320,7 @@ impl pb::worker_server::Worker for BadWorker {
                 token_ids: vec![1],
                 finish_reason: 42,
                 cached_tokens: None,
+                logprobs: Vec::new(),
             })),
         };
         Ok(tonic::Response::new(Box::pin(stream::iter([Ok(bad)]))))

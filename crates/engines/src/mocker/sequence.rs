@@ -2,7 +2,9 @@
 
 use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_protocol::kv::StoredBlock;
-use switchyard_protocol::{EngineOutput, FinishReason, StopConditions, TokenId};
+use switchyard_protocol::{
+    EngineOutput, FinishReason, OutputLogprobs, StopConditions, TokenId, TokenLogprob,
+};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -16,6 +18,8 @@ pub(crate) type OutputSender = mpsc::Sender<Result<EngineOutput, EngineError>>;
 pub(crate) struct TokenSampler {
     state: u64,
     vocab_size: u32,
+    /// Alternatives per token to report, when the request asked for logprobs.
+    logprobs: Option<u32>,
 }
 
 impl TokenSampler {
@@ -24,7 +28,56 @@ impl TokenSampler {
         TokenSampler {
             state: seed,
             vocab_size: vocab_size.max(1),
+            logprobs: None,
         }
+    }
+
+    /// Reports logprobs with `top` alternatives per token (`None`: none).
+    pub fn with_logprobs(mut self, top: Option<u32>) -> Self {
+        self.logprobs = top;
+        self
+    }
+
+    /// The simulated model's distribution at the step that produced `token` (call right after
+    /// [`Self::next_token`]), if logprobs were asked for. The chosen token gets probability
+    /// p in [0.4, 0.95); the alternatives (other ids, not EOS) share 1 − p, halving one to the
+    /// next, so the list is sorted, each value is a log-probability and they sum to at most 1.
+    /// Drawn from a side stream: asking for logprobs never changes the tokens.
+    pub fn logprobs(&self, token: TokenId, avoid: &[TokenId]) -> Option<OutputLogprobs> {
+        let k = self.logprobs?;
+        let draw = splitmix(self.state ^ 0x6c6f_6770_726f_6273);
+        let p = 0.4 + 0.55 * ((draw >> 11) as f64 / (1u64 << 53) as f64);
+        let chosen = p.ln() as f32;
+        let mut top = Vec::with_capacity(k as usize);
+        if k > 0 {
+            top.push(TokenLogprob {
+                token_id: token,
+                logprob: chosen,
+            });
+        }
+        let mut share = (1.0 - p) / 2.0;
+        let mut id = token;
+        let stride = (draw as u32 % self.vocab_size.max(2)).max(1);
+        // At most vocab_size tries: the walk visits other ids until enough alternatives.
+        for _ in 0..self.vocab_size {
+            if top.len() >= k as usize {
+                break;
+            }
+            id = ((u64::from(id) + u64::from(stride)) % u64::from(self.vocab_size)) as TokenId;
+            if id == token || avoid.contains(&id) || top.iter().any(|t| t.token_id == id) {
+                id = (id + 1) % self.vocab_size;
+                continue;
+            }
+            top.push(TokenLogprob {
+                token_id: id,
+                logprob: share.ln() as f32,
+            });
+            share /= 2.0;
+        }
+        Some(OutputLogprobs {
+            logprob: chosen,
+            top,
+        })
     }
 
     /// Seed for a request: its sampling seed if it has one, else a hash of its prompt, so equal
@@ -203,6 +256,9 @@ impl Sequence {
         self.generated += 1;
         self.tokens.push(token);
         self.pending.token_ids.push(token);
+        if let Some(logprobs) = self.sampler.logprobs(token, &self.stop.eos_token_ids) {
+            self.pending.logprobs.push(logprobs);
+        }
         let generated = u32::try_from(self.generated).unwrap_or(u32::MAX);
         if self.stop.is_stop_token(token, generated) {
             self.finish = Some(FinishReason::Stop);

@@ -1,0 +1,101 @@
+"""POST /v1/responses (OpenAI's Responses API) with the official openai client, on the echo
+engine: the answer replays the chat prompt the request maps to, so the mapping is visible."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from support import MODEL_NAME
+
+
+def test_unary_response_is_one_message_of_output_text(client: openai.OpenAI) -> None:
+    r = client.responses.create(
+        model=MODEL_NAME, input="What is 2+2?", instructions="Answer briefly."
+    )
+    assert r.object == "response"
+    assert r.id.startswith("resp_")
+    assert r.status == "completed"
+    assert len(r.output) == 1
+    message = r.output[0]
+    assert message.type == "message" and message.role == "assistant"
+    assert message.content[0].type == "output_text"
+    # The echo engine returns the rendered chat prompt: instructions became the system message.
+    text = r.output_text
+    assert "Answer briefly." in text and "What is 2+2?" in text
+    assert text.index("Answer briefly.") < text.index("What is 2+2?")
+    assert r.usage.input_tokens > 0
+    assert r.usage.output_tokens == r.usage.input_tokens  # echo: one output token per prompt token
+    assert r.usage.total_tokens == r.usage.input_tokens + r.usage.output_tokens
+
+
+def test_input_items_and_max_output_tokens(client: openai.OpenAI) -> None:
+    r = client.responses.create(
+        model=MODEL_NAME,
+        input=[
+            {"role": "user", "content": [{"type": "input_text", "text": "first"}]},
+            {"role": "assistant", "content": "second"},
+            {"role": "user", "content": "third"},
+        ],
+        max_output_tokens=4,
+    )
+    assert r.status == "incomplete"
+    assert r.incomplete_details.reason == "max_output_tokens"
+    assert r.usage.output_tokens == 4
+
+
+def test_streamed_events_arrive_in_order_and_spell_the_unary_text(
+    client: openai.OpenAI,
+) -> None:
+    unary = client.responses.create(model=MODEL_NAME, input="Stream me.")
+    events = list(client.responses.create(model=MODEL_NAME, input="Stream me.", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert set(kinds[4:-4]) == {"response.output_text.delta"}
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == unary.output_text
+    assert events[-4].text == unary.output_text
+    final = events[-1].response
+    assert final.status == "completed"
+    assert final.output_text == unary.output_text
+    assert final.usage.output_tokens == unary.usage.output_tokens
+
+
+def test_stream_helper_collects_the_final_response(client: openai.OpenAI) -> None:
+    with client.responses.stream(model=MODEL_NAME, input="helper") as stream:
+        text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+        final = stream.get_final_response()
+    assert final.output_text == text
+    assert "helper" in text
+
+
+@pytest.mark.parametrize(
+    "extra, param",
+    [
+        ({"previous_response_id": "resp_123"}, "previous_response_id"),
+        ({"text": {"format": {"type": "json_object"}}}, "text.format"),
+        ({"max_output_tokens": -1}, "max_output_tokens"),
+    ],
+)
+def test_what_cannot_be_served_is_a_400(http: httpx.Client, extra: dict, param: str) -> None:
+    r = http.post("/v1/responses", json={"model": MODEL_NAME, "input": "x", **extra})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="no-such-model", input="x")
