@@ -74,8 +74,10 @@ fn string_arguments(literal: &str) -> String {
     literal.to_owned()
 }
 
-/// One JSON value used as a call's arguments. Non-string values stream verbatim, byte for byte
-/// as scanned; a string value is held until it closes (see [`string_arguments`]).
+/// One JSON value used as a call's arguments. An object commits once its first key has been
+/// read (`{"city"`, or `{}`), so a marker followed by something that merely starts like JSON
+/// (`not json`, `{oops`) stays text; after that it streams verbatim, byte for byte as scanned.
+/// Other values commit when complete; a string is unwrapped as in [`string_arguments`].
 #[derive(Debug, Default)]
 pub(crate) struct ArgsValue {
     scan: JsonScanner,
@@ -89,8 +91,8 @@ impl ArgsValue {
         self.done
     }
 
-    /// Feeds the next piece, collecting argument text into `out`; commits `out` once the value
-    /// is under way (non-string) or closed (string), if `out` has a name.
+    /// Feeds the next piece, collecting argument text into `out`; commits `out` (if it has a
+    /// name) at the point described on [`ArgsValue`].
     pub(crate) fn feed(&mut self, s: &str, out: &mut CallOut) -> Result<Scan, usize> {
         let bytes = s.as_bytes();
         let mut start = 0;
@@ -124,7 +126,8 @@ impl ArgsValue {
             }
             None => {
                 out.push_args(piece);
-                if consumed > 0 && out.name.is_some() && !out.committed {
+                let sure = self.scan.first_key_done() || matches!(result, Ok(Scan::Done(_)));
+                if sure && out.name.is_some() && !out.committed {
                     out.commit();
                 }
             }

@@ -70,6 +70,8 @@ enum State {
 pub(crate) struct JsonScanner {
     stack: Vec<Frame>,
     state: State,
+    /// The top-level value is an object whose first key has closed (or that closed empty).
+    first_key_done: bool,
 }
 
 impl Default for JsonScanner {
@@ -77,6 +79,7 @@ impl Default for JsonScanner {
         JsonScanner {
             stack: Vec::new(),
             state: State::Value,
+            first_key_done: false,
         }
     }
 }
@@ -90,6 +93,12 @@ impl JsonScanner {
     /// Whether the value is a string (known once it started).
     pub(crate) fn is_string_value(first_byte: u8) -> bool {
         first_byte == b'"'
+    }
+
+    /// Whether the value is an object whose first key has been read (`{"k"`), or `{}`: from
+    /// there on it is clearly meant as a JSON object.
+    pub(crate) fn first_key_done(&self) -> bool {
+        self.first_key_done
     }
 
     /// Feeds the next piece. `Err(i)`: byte `i` of the piece cannot continue the value.
@@ -219,6 +228,9 @@ impl JsonScanner {
                 Esc::No => match b {
                     b'"' => {
                         if key {
+                            if self.stack.len() == 1 {
+                                self.first_key_done = true;
+                            }
                             self.state = State::Colon;
                         } else {
                             self.value_ended();
@@ -289,6 +301,9 @@ impl JsonScanner {
 
     fn close(&mut self) {
         self.stack.pop();
+        if self.stack.is_empty() {
+            self.first_key_done = true;
+        }
         self.value_ended();
     }
 

@@ -137,6 +137,20 @@ impl ReasoningParser {
     /// Feeds the next piece of output: reasoning and content come back borrowed when no marker
     /// is in sight.
     pub fn push<'a>(&mut self, text: &'a str) -> Delta<'a> {
+        if self.held.is_empty()
+            && matches!(self.state, State::Opening | State::Detect)
+            && text
+                .as_bytes()
+                .first()
+                .is_some_and(|&b| b != b'<' && !b.is_ascii_whitespace())
+        {
+            // The output does not open with `<think>`: decided without holding anything.
+            self.state = if self.state == State::Opening {
+                State::Reasoning
+            } else {
+                State::Content
+            };
+        }
         if self.held.is_empty() {
             match self.state {
                 State::Content => return Delta::content(text),

@@ -9,9 +9,10 @@
 //!   and `pythonic`, a `{` / `[` as the first non-blank character of the output). A possible
 //!   marker prefix at the end of a push is held back until the next push decides it.
 //! - A call is *committed* (its first delta, with index, id and name, is sent) once it is
-//!   certain: for JSON calls when both the name and the first byte of the arguments have been
-//!   seen; for pythonic calls when the first keyword argument converted. Arguments then stream
-//!   as they arrive: JSON arguments verbatim, byte for byte as the model wrote them.
+//!   certain: for JSON calls when the name is known and the arguments object has its first key
+//!   (`{"city"`, or is `{}`; other argument values when complete); for pythonic calls when the
+//!   first keyword argument converted. Arguments then stream as they arrive: JSON arguments
+//!   verbatim, byte for byte as the model wrote them.
 //! - A call that breaks before its commit (bad JSON, no name, a marker followed by something
 //!   else, the end of the output) is released as content exactly as it was written. Nothing
 //!   before a commit is held longer than [`MAX_UNCOMMITTED`] bytes: past that it is content.
@@ -499,6 +500,15 @@ impl ToolCallParser {
     pub fn push<'a>(&mut self, text: &'a str) -> Delta<'a> {
         let mut out = Out::default();
         let mut text = text;
+        if self.buf.is_empty()
+            && let Mode::Text(hold @ (Hold::Start { .. } | Hold::AfterCall { .. })) = self.mode
+            && let Some(&b) = text.as_bytes().first()
+            && !b.is_ascii_whitespace()
+            && !self.may_open_call(b, matches!(hold, Hold::Start { .. }))
+        {
+            // Nothing is held and this cannot open a call: plain text from here.
+            self.mode = Mode::Text(Hold::None);
+        }
         if self.buf.is_empty() && matches!(self.mode, Mode::Text(Hold::None)) {
             match find_marker(text, &self.spec) {
                 Found::None => {
@@ -693,6 +703,18 @@ impl ToolCallParser {
                 }
             }
         }
+    }
+
+    /// Whether text starting with `b` may open a call (at the start of the output if
+    /// `at_start`).
+    fn may_open_call(&self, b: u8, at_start: bool) -> bool {
+        (!self.spec.markers.is_empty() && b == self.spec.first)
+            || at_start
+                && match self.kind {
+                    ToolParserKind::Llama3Json => b == b'{',
+                    ToolParserKind::Pythonic => b == b'[' || b == b'<',
+                    _ => false,
+                }
     }
 
     /// Start-only triggers at the first non-blank byte of the output: `Some(Some((consumed,
