@@ -374,7 +374,8 @@ impl Region {
 
 enum Mode {
     Text(Hold),
-    Region(Region),
+    // Boxed: regions are rare next to text, and hold the call scanners.
+    Region(Box<Region>),
 }
 
 /// What one region step did with the text from the current position.
@@ -596,8 +597,10 @@ impl ToolCallParser {
                         append_text(&mut out.content, &rest[..at]);
                         let start = self.pos + at;
                         self.pos = start + self.spec.markers[which].len();
-                        self.mode =
-                            Mode::Region(Region::new(start, self.kind.region_after_marker(which)));
+                        self.mode = Mode::Region(Box::new(Region::new(
+                            start,
+                            self.kind.region_after_marker(which),
+                        )));
                     }
                 },
                 Mode::Text(hold @ (Hold::Start { .. } | Hold::AfterCall { .. })) => {
@@ -652,7 +655,7 @@ impl ToolCallParser {
                     match region {
                         Some((consumed, state)) => {
                             self.pos += blank + consumed;
-                            self.mode = Mode::Region(Region::new(from, state));
+                            self.mode = Mode::Region(Box::new(Region::new(from, state)));
                         }
                         None => {
                             append_text(&mut out.content, held(self.pos + blank));
