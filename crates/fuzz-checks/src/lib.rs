@@ -16,6 +16,8 @@
 //!   chunk classifier (crates/bench).
 //! - [`check_kserve_request`]: protobuf `ModelInferRequest` bytes → the KServe tensor mapping and
 //!   validation (crates/kserve).
+//! - [`check_tool_parsers`]: model output through the tool-call and reasoning parsers, cut into
+//!   pushes every way, against the unary parse (crates/parsers).
 //!
 //! [`ByteSource`] turns fuzz bytes into structured choices; [`models`] loads the test models
 //! (`scripts/fetch-test-models.sh`) once per process; [`TARGETS`] and [`check`] name the checkers
@@ -28,6 +30,7 @@ pub mod models;
 mod openai_request;
 mod postprocess;
 mod sse_client;
+mod tool_parsers;
 
 pub use bytes::ByteSource;
 pub use chat_template::check_chat_template;
@@ -35,14 +38,16 @@ pub use kserve_request::check_kserve_request;
 pub use openai_request::check_openai_request;
 pub use postprocess::check_postprocess;
 pub use sse_client::check_sse_client;
+pub use tool_parsers::check_tool_parsers;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "openai_request",
     "chat_template",
     "postprocess",
     "sse_client",
     "kserve_request",
+    "tool_parsers",
 ];
 
 /// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
@@ -65,6 +70,7 @@ pub fn check(target: &str, data: &[u8]) -> Option<()> {
         "postprocess" => check_postprocess(data),
         "sse_client" => check_sse_client(data),
         "kserve_request" => check_kserve_request(data),
+        "tool_parsers" => check_tool_parsers(data),
         _ => return None,
     }
     Some(())

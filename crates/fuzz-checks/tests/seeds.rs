@@ -56,6 +56,11 @@ fn kserve_request_seeds() {
 }
 
 #[test]
+fn tool_parsers_seeds() {
+    run_seeds("tool_parsers");
+}
+
+#[test]
 fn every_target_has_seeds_and_a_test() {
     // A new target added to TARGETS needs a seed directory (and a test function above).
     for target in TARGETS {
