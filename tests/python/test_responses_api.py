@@ -99,3 +99,28 @@ def test_what_cannot_be_served_is_a_400(http: httpx.Client, extra: dict, param: 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.responses.create(model="no-such-model", input="x")
+
+
+def test_a_tool_call_becomes_a_function_call_item(client: openai.OpenAI) -> None:
+    import json
+
+    call = {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    tools = [
+        {
+            "type": "function",
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    prompt = f"<tool_call>\n{json.dumps(call)}\n</tool_call>"
+    r = client.responses.create(model=MODEL_NAME, input=prompt, tools=tools)
+    calls = [item for item in r.output if item.type == "function_call"]
+    assert len(calls) == 1
+    assert calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == call["arguments"]
+    assert calls[0].call_id.startswith("call_")
+    events = list(client.responses.create(model=MODEL_NAME, input=prompt, tools=tools, stream=True))
+    done = [e.item for e in events if e.type == "response.output_item.done"]
+    assert [i.type for i in done] == ["message", "function_call"]
+    assert json.loads(done[1].arguments) == call["arguments"]
+    assert events[-1].response.output[1].name == "get_weather"

@@ -97,6 +97,8 @@ pub struct Generation {
     finished: bool,
     /// Tokens with logprobs not yet handed out with a delta.
     pending_logprobs: Vec<(TokenId, OutputLogprobs)>,
+    /// The prompt's last few tokens (does the template end inside a think block?).
+    prompt_tail: Vec<TokenId>,
 }
 
 impl Generation {
@@ -134,7 +136,17 @@ impl Generation {
             last_token_at: None,
             finished: false,
             pending_logprobs: Vec::new(),
+            prompt_tail: prompt_tail.to_vec(),
         })
+    }
+
+    /// The prompt's last few tokens as text, special tokens kept.
+    pub fn prompt_tail_text(&self) -> String {
+        self.pipeline
+            .card()
+            .tokenizer
+            .decode(&self.prompt_tail, false)
+            .unwrap_or_default()
     }
 
     pub fn prompt_tokens(&self) -> u32 {

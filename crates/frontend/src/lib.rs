@@ -28,4 +28,5 @@ pub use generation::{Collected, Generation, TextDelta, TokenTexts};
 pub use listener::bind_listener;
 pub use manager::{ModelManager, load_model_card};
 pub use metrics::{Endpoint, Metrics, ModelMetrics, RequestRecord};
-pub use pipeline::ModelPipeline;
+pub use pipeline::{ChatOutputParsing, ModelPipeline, OutputParsing, ToolParserChoice};
+pub use switchyard_parsers;

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::cpu_pool::CpuPool;
 use crate::metrics::Metrics;
-use crate::pipeline::ModelPipeline;
+use crate::pipeline::{ModelPipeline, OutputParsing};
 
 /// Loads a model folder and builds everything per-tokenizer the hot path needs, so the first
 /// request does not pay for it on the reactor. Blocking: call it on a blocking thread.
@@ -37,6 +37,7 @@ pub struct ModelManager {
     cpu: CpuPool,
     metrics: Arc<Metrics>,
     migration_limit: u32,
+    output_parsing: OutputParsing,
     /// Where workers are found, for `/health`.
     discovery: RwLock<Option<Arc<dyn Discovery>>>,
     /// Where every model's router sends news of its decisions (`--router-replica-sync`).
@@ -57,6 +58,7 @@ impl ModelManager {
             cpu,
             metrics,
             migration_limit: 0,
+            output_parsing: OutputParsing::default(),
             discovery: RwLock::new(None),
             replica_sink: RwLock::new(None),
         }
@@ -95,6 +97,12 @@ impl ModelManager {
         self
     }
 
+    /// How every model's chat answers are parsed (tool calls, reasoning).
+    pub fn with_output_parsing(mut self, parsing: OutputParsing) -> Self {
+        self.output_parsing = parsing;
+        self
+    }
+
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
@@ -114,7 +122,8 @@ impl ModelManager {
                 self.cpu.clone(),
                 self.metrics.for_model(name),
             )?
-            .with_migration_limit(self.migration_limit),
+            .with_migration_limit(self.migration_limit)
+            .with_output_parsing(self.output_parsing),
         );
         if let Some(sink) = self.replica_sink.read().clone() {
             pipeline.router().set_replica_sink(sink);

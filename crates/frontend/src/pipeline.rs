@@ -5,6 +5,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 use switchyard_engines::EngineStream;
+use switchyard_parsers::{
+    OutputParser, ReasoningParser, ReasoningParserKind, ToolCallParser, ToolChoice, ToolParserKind,
+    guess_tool_parser,
+};
 use switchyard_preprocess::{ChatTemplate, ChatTemplateInput, ModelCard, flatten_text_content};
 use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput,
@@ -33,6 +37,57 @@ pub struct ModelPipeline {
     metrics: ModelMetrics,
     /// How many times one request may move to another worker after its stream broke.
     migration_limit: u32,
+    /// The model's tool-call format, for requests that declare tools.
+    tool_parser: Option<ToolParserKind>,
+    /// Splits `<think>` reasoning from the content of every chat answer.
+    reasoning_parser: Option<ReasoningParserKind>,
+}
+
+/// How a model's chat output is parsed (`--tool-call-parser`, `--reasoning-parser`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OutputParsing {
+    /// `None`: guess the tool-call format from the chat template (or the model name).
+    pub tool_parser: Option<ToolParserChoice>,
+    pub reasoning_parser: Option<ReasoningParserKind>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolParserChoice {
+    /// Never parse tool calls.
+    Off,
+    Kind(ToolParserKind),
+}
+
+/// What a chat request's answer goes through, decided once per request (every choice gets a
+/// fresh [`OutputParser`] from it).
+#[derive(Clone, Debug)]
+pub struct ChatOutputParsing {
+    tool_parser: Option<ToolParserKind>,
+    reasoning: Option<ReasoningParserKind>,
+}
+
+impl ChatOutputParsing {
+    /// No parsing: text passes through.
+    pub fn none() -> Self {
+        ChatOutputParsing {
+            tool_parser: None,
+            reasoning: None,
+        }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.tool_parser.is_none() && self.reasoning.is_none()
+    }
+
+    /// A parser for one choice; `prompt_tail` (the prompt's last tokens, as text) tells
+    /// whether the template already opened a think block.
+    pub fn parser(&self, prompt_tail: &str) -> OutputParser {
+        OutputParser::new(
+            self.reasoning
+                .map(|kind| ReasoningParser::for_prompt(kind, prompt_tail)),
+            self.tool_parser.map(ToolCallParser::new),
+        )
+    }
 }
 
 impl ModelPipeline {
@@ -68,6 +123,49 @@ impl ModelPipeline {
             cpu,
             metrics,
             migration_limit: 0,
+            tool_parser: None,
+            reasoning_parser: None,
+        })
+    }
+
+    /// Sets how chat answers are parsed; without an explicit tool-call parser the format is
+    /// guessed from the chat template (the markers it writes) or the model name.
+    pub fn with_output_parsing(mut self, parsing: OutputParsing) -> Self {
+        self.tool_parser = match parsing.tool_parser {
+            Some(ToolParserChoice::Off) => None,
+            Some(ToolParserChoice::Kind(kind)) => Some(kind),
+            None => guess_tool_parser(self.card.chat_template.as_deref(), &self.name),
+        };
+        self.reasoning_parser = parsing.reasoning_parser;
+        self
+    }
+
+    pub fn tool_parser(&self) -> Option<ToolParserKind> {
+        self.tool_parser
+    }
+
+    /// The parsing a chat request's answer needs: tool calls only when it declares tools and
+    /// `tool_choice` is not `none` (an invalid `tool_choice` is a 400).
+    pub fn chat_output_parsing(
+        &self,
+        req: &ChatCompletionRequest,
+    ) -> Result<ChatOutputParsing, ApiError> {
+        let tools = req.tools.as_deref().filter(|t| !t.is_empty());
+        let choice = ToolChoice::from_request(req.tool_choice.as_ref(), tools.is_some())
+            .map_err(|e| ApiError::invalid_param("tool_choice", e.to_string()))?;
+        if let (ToolChoice::Function(name), Some(tools)) = (&choice, tools)
+            && !switchyard_parsers::declared_function_names(tools).contains(&name.as_str())
+        {
+            return Err(ApiError::invalid_param(
+                "tool_choice",
+                format!("tool_choice names `{name}`, which is not among the declared tools"),
+            ));
+        }
+        Ok(ChatOutputParsing {
+            tool_parser: self
+                .tool_parser
+                .filter(|_| tools.is_some() && choice.parses_calls()),
+            reasoning: self.reasoning_parser,
         })
     }
 

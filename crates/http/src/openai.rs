@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use switchyard_frontend::{Endpoint, ModelPipeline, RequestRecord};
+use switchyard_frontend::{ChatOutputParsing, Endpoint, ModelPipeline, RequestRecord};
 use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, ModelList, ModelObject, PromptInput,
 };
@@ -46,6 +46,10 @@ trait GenerationRequest: DeserializeOwned {
     fn echo_inputs(&self) -> Option<Vec<PromptInput>> {
         None
     }
+    /// Chat: how each choice's text is parsed (tool calls, reasoning).
+    fn output_parsing(&self, _pipeline: &ModelPipeline) -> Result<ChatOutputParsing, ApiError> {
+        Ok(ChatOutputParsing::none())
+    }
     /// Templating/tokenization into one preprocessed request per choice.
     async fn preprocess(
         self,
@@ -65,6 +69,9 @@ impl GenerationRequest for ChatCompletionRequest {
     }
     fn wants_logprobs(&self) -> bool {
         self.requested_logprobs().is_some()
+    }
+    fn output_parsing(&self, pipeline: &ModelPipeline) -> Result<ChatOutputParsing, ApiError> {
+        pipeline.chat_output_parsing(self)
     }
     async fn preprocess(
         self,
@@ -137,6 +144,7 @@ async fn serve<R: GenerationRequest>(
     let choices_per_prompt = req.common().choices_per_prompt();
     let logprobs = req.wants_logprobs();
     let echo_inputs = req.echo_inputs();
+    let parsing = req.output_parsing(&pipeline)?;
     let id = new_id(R::ID_PREFIX);
     let preprocessed = req.preprocess(&pipeline, &id).await?;
     let mut echo = Vec::new();
@@ -160,6 +168,7 @@ async fn serve<R: GenerationRequest>(
             choices_per_prompt,
             logprobs,
             echo,
+            parsing,
         },
         std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
         ticket,

@@ -17,15 +17,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde::Serialize;
+use switchyard_frontend::switchyard_parsers::{Delta, OutputParser};
 use switchyard_frontend::{
-    ActiveTicket, Collected, Endpoint, Generation, RequestRecord, TokenTexts,
+    ActiveTicket, ChatOutputParsing, Collected, Endpoint, Generation, RequestRecord, TokenTexts,
 };
 
 use crate::logprobs;
 use switchyard_protocol::ApiError;
 use switchyard_protocol::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
-    CompletionChoice, CompletionChunk, CompletionResponse, ResponseMessage, Usage,
+    ChatLogprobs, CompletionChoice, CompletionChunk, CompletionResponse, FunctionCallChunk,
+    FunctionCallOut, ResponseMessage, ToolCallChunk, ToolCallOut, Usage,
 };
 
 /// What every chunk of one response shares.
@@ -42,6 +44,7 @@ pub(crate) struct ResponseContext {
     pub logprobs: bool,
     /// Completions' `echo`: each prompt's text (empty without echo).
     echo: Vec<String>,
+    parsing: ChatOutputParsing,
     pub record: Mutex<RequestRecord>,
     pub _ticket: ActiveTicket,
     usage: Mutex<UsageTotals>,
@@ -80,6 +83,8 @@ pub(crate) struct ResponseShape {
     pub logprobs: bool,
     /// Completions' `echo`: each prompt's text, put before its choices' text (else empty).
     pub echo: Vec<String>,
+    /// Chat: tool-call and reasoning parsing of each choice's text.
+    pub parsing: ChatOutputParsing,
 }
 
 impl ResponseContext {
@@ -100,6 +105,7 @@ impl ResponseContext {
             choices_per_prompt: shape.choices_per_prompt,
             logprobs: shape.logprobs,
             echo: shape.echo,
+            parsing: shape.parsing,
             record: Mutex::new(record),
             _ticket: ticket,
             usage: Mutex::new(UsageTotals::default()),
@@ -140,10 +146,18 @@ pub(crate) async fn unary(
     let results = futures::future::join_all(generations.into_iter().map(collect)).await;
     let mut totals = UsageTotals::default();
     let mut choices = Vec::with_capacity(results.len());
+    let mut parsed = Vec::with_capacity(results.len());
     for (index, result) in results.into_iter().enumerate() {
         let (collected, generation) = result?;
         totals.add(&generation, index as u32, ctx.choices_per_prompt);
         let texts = ctx.logprobs.then(|| generation.token_texts());
+        if ctx.chat && !ctx.parsing.is_none() {
+            parsed.push(
+                ctx.parsing
+                    .parser(&generation.prompt_tail_text())
+                    .parse_complete(&collected.text),
+            );
+        }
         choices.push((collected, texts));
     }
     let usage = totals.usage();
@@ -156,14 +170,46 @@ pub(crate) async fn unary(
             choices: choices
                 .iter()
                 .enumerate()
-                .map(|(i, (c, texts))| ChatChoice {
-                    index: i as u32,
-                    message: ResponseMessage {
-                        role: "assistant",
-                        content: Some(&c.text),
-                    },
-                    logprobs: texts.as_ref().map(|t| logprobs::chat(t, &c.logprobs)),
-                    finish_reason: Some(c.finish),
+                .map(|(i, (c, texts))| {
+                    let logprobs = texts.as_ref().map(|t| logprobs::chat(t, &c.logprobs));
+                    let Some(p) = parsed.get(i) else {
+                        return ChatChoice {
+                            index: i as u32,
+                            message: ResponseMessage {
+                                role: "assistant",
+                                content: Some(&c.text),
+                                reasoning_content: None,
+                                tool_calls: Vec::new(),
+                            },
+                            logprobs,
+                            finish_reason: Some(c.finish),
+                        };
+                    };
+                    let tool_calls: Vec<ToolCallOut<'_>> = p
+                        .tool_calls
+                        .iter()
+                        .map(|call| ToolCallOut {
+                            id: &call.id,
+                            kind: "function",
+                            function: FunctionCallOut {
+                                name: &call.name,
+                                arguments: &call.arguments,
+                            },
+                        })
+                        .collect();
+                    ChatChoice {
+                        index: i as u32,
+                        message: ResponseMessage {
+                            role: "assistant",
+                            content: (!(p.content.is_empty() && !tool_calls.is_empty()))
+                                .then_some(p.content.as_str()),
+                            reasoning_content: (!p.reasoning.is_empty())
+                                .then_some(p.reasoning.as_str()),
+                            tool_calls,
+                        },
+                        logprobs,
+                        finish_reason: Some(finish_with_calls(c.finish, !p.tool_calls.is_empty())),
+                    }
                 })
                 .collect(),
             usage,
@@ -196,6 +242,15 @@ pub(crate) async fn unary(
     .map_err(|e| ApiError::internal(format!("cannot serialize response: {e}")))?;
     ctx.record.lock().set_status("success");
     Ok(json_response(body))
+}
+
+/// `tool_calls` replaces `stop` when the answer called tools (a `length` cut stays `length`).
+fn finish_with_calls(finish: &'static str, called: bool) -> &'static str {
+    if called && finish == "stop" {
+        "tool_calls"
+    } else {
+        finish
+    }
 }
 
 /// A completion choice's text after its echoed prompt (borrowed when there is none).
@@ -244,6 +299,8 @@ struct ChoiceState {
     texts: Option<TokenTexts>,
     /// Characters streamed so far (completions' `text_offset`).
     text_chars: u32,
+    /// Chat with tool-call or reasoning parsing.
+    parser: Option<OutputParser>,
 }
 
 fn choice_stream(
@@ -253,6 +310,8 @@ fn choice_stream(
 ) -> impl futures::Stream<Item = Bytes> + Send {
     let texts = ctx.logprobs.then(|| generation.token_texts());
     let text_chars = ctx.echo_for(index).map_or(0, |e| e.chars().count() as u32);
+    let parser = (ctx.chat && !ctx.parsing.is_none())
+        .then(|| ctx.parsing.parser(&generation.prompt_tail_text()));
     let state = ChoiceState {
         ctx,
         generation,
@@ -262,6 +321,7 @@ fn choice_stream(
         buf: BytesMut::with_capacity(4096),
         texts,
         text_chars,
+        parser,
     };
     futures::stream::unfold(state, |mut st| async move {
         if st.done {
@@ -275,18 +335,33 @@ fn choice_stream(
             buf,
             texts,
             text_chars,
+            parser,
             ..
         } = &mut st;
         let (bytes, finished) = match generation.next().await {
             None => return None,
             Some(Ok(delta)) => {
                 let finish = delta.finish_reason.map(|r| r.as_openai_str());
-                if ctx.chat {
+                if let Some(parser) = parser {
+                    let logprobs = texts.as_ref().map(|t| logprobs::chat(t, delta.logprobs));
+                    let parsed = parser.push(delta.text);
+                    let opening = *first;
+                    if !parsed.is_empty() || opening || logprobs.is_some() {
+                        write_parsed_chunk(buf, ctx, *index, opening, &parsed, logprobs, None);
+                        *first = false;
+                    }
+                    if let Some(finish) = finish {
+                        let rest = parser.finish();
+                        let finish = finish_with_calls(finish, parser.calls_emitted() > 0);
+                        write_parsed_chunk(buf, ctx, *index, false, &rest, None, Some(finish));
+                    }
+                } else if ctx.chat {
                     let choice = [ChatChunkChoice {
                         index: *index,
                         delta: ChatDelta {
                             role: first.then_some("assistant"),
                             content: Some(delta.text),
+                            ..ChatDelta::default()
                         },
                         logprobs: texts.as_ref().map(|t| logprobs::chat(t, delta.logprobs)),
                         finish_reason: finish,
@@ -342,6 +417,53 @@ fn choice_stream(
         }
         Some((bytes, st))
     })
+}
+
+/// One chat chunk of parsed output: content, reasoning and tool-call pieces.
+fn write_parsed_chunk(
+    buf: &mut BytesMut,
+    ctx: &ResponseContext,
+    index: u32,
+    opening: bool,
+    parsed: &Delta<'_>,
+    logprobs: Option<ChatLogprobs>,
+    finish: Option<&'static str>,
+) {
+    let tool_calls = parsed
+        .tool_calls
+        .iter()
+        .map(|call| ToolCallChunk {
+            index: call.index as u32,
+            id: call.id.as_deref(),
+            kind: call.id.is_some().then_some("function"),
+            function: FunctionCallChunk {
+                name: call.name.as_deref(),
+                arguments: &call.arguments,
+            },
+        })
+        .collect();
+    let choice = [ChatChunkChoice {
+        index,
+        delta: ChatDelta {
+            role: opening.then_some("assistant"),
+            content: (opening || !parsed.content.is_empty()).then_some(&*parsed.content),
+            reasoning_content: (!parsed.reasoning.is_empty()).then_some(&*parsed.reasoning),
+            tool_calls,
+        },
+        logprobs,
+        finish_reason: finish,
+    }];
+    write_event(
+        buf,
+        &ChatCompletionChunk {
+            id: &ctx.id,
+            object: "chat.completion.chunk",
+            created: ctx.created,
+            model: &ctx.model,
+            choices: &choice,
+            usage: None,
+        },
+    );
 }
 
 /// The usage chunk and `[DONE]`, unless a choice failed.

@@ -15,9 +15,11 @@ use bytes::{BufMut, BytesMut};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
-use switchyard_frontend::{ActiveTicket, Endpoint, Generation, RequestRecord};
+use switchyard_frontend::switchyard_parsers::{Delta, OutputParser, ParsedOutput};
+use switchyard_frontend::{ActiveTicket, ChatOutputParsing, Endpoint, Generation, RequestRecord};
 use switchyard_protocol::responses::{
-    IncompleteDetails, OutputItem, OutputText, ResponseObject, ResponseUsage, ResponsesRequest,
+    IncompleteDetails, OutputItem, OutputText, ReasoningText, ResponseObject, ResponseUsage,
+    ResponsesRequest,
 };
 use switchyard_protocol::{ApiError, ErrorKind};
 
@@ -52,6 +54,8 @@ struct ResponseState {
     created_at: u64,
     record: RequestRecord,
     _ticket: ActiveTicket,
+    /// Tool-call and reasoning parsing of the answer.
+    parsing: ChatOutputParsing,
 }
 
 async fn serve(
@@ -64,6 +68,7 @@ async fn serve(
     let request: ResponsesRequest = parse_body(body)?;
     let chat = request.to_chat_request()?;
     let pipeline = service.manager.get(&request.model)?;
+    let parsing = pipeline.chat_output_parsing(&chat)?;
     record.set_model(pipeline.name());
     let suffix: u128 = rand::rng().random();
     let id = format!("resp_{suffix:032x}");
@@ -79,6 +84,7 @@ async fn serve(
         record: std::mem::replace(record, RequestRecord::detached(service.metrics.clone())),
         _ticket: ticket,
         request,
+        parsing,
     };
     if state.request.stream {
         Ok(stream(state, generation))
@@ -87,13 +93,15 @@ async fn serve(
     }
 }
 
-/// The finished response object: one message with the whole text.
+/// The finished response object: the message with the whole text, then one `function_call`
+/// item per parsed tool call, then the reasoning (when a reasoning parser split some off).
 fn finished<'a>(
     state: &'a ResponseState,
-    text: &'a str,
+    out: &'a ParsedOutput,
     finish: &'static str,
     generation: &Generation,
 ) -> ResponseObject<'a> {
+    let text = out.content.as_str();
     let incomplete = finish == "length";
     let mut response = state.request.response_object(
         &state.id,
@@ -115,6 +123,25 @@ fn finished<'a>(
         role: "assistant",
         content: vec![OutputText::new(text)],
     });
+    for call in &out.tool_calls {
+        response.output.push(OutputItem::FunctionCall {
+            id: format!("fc_{}", call.id.trim_start_matches("call_")),
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+            status: "completed",
+        });
+    }
+    if !out.reasoning.is_empty() {
+        response.output.push(OutputItem::Reasoning {
+            id: format!("rs_{}", &state.message_id["msg_".len()..]),
+            summary: [],
+            content: vec![ReasoningText {
+                kind: "reasoning_text",
+                text: &out.reasoning,
+            }],
+        });
+    }
     response.output_text = Some(text);
     response.usage = Some(ResponseUsage::new(
         generation.prompt_tokens(),
@@ -130,13 +157,19 @@ fn finished<'a>(
 async fn unary(mut state: ResponseState, mut generation: Generation) -> Result<Response, ApiError> {
     let collected = generation.collect().await?;
     state.record.set_status("success");
-    let body = serde_json::to_vec(&finished(
-        &state,
-        &collected.text,
-        collected.finish,
-        &generation,
-    ))
-    .unwrap_or_default();
+    let out = if state.parsing.is_none() {
+        ParsedOutput {
+            content: collected.text,
+            ..ParsedOutput::default()
+        }
+    } else {
+        state
+            .parsing
+            .parser(&generation.prompt_tail_text())
+            .parse_complete(&collected.text)
+    };
+    let body = serde_json::to_vec(&finished(&state, &out, collected.finish, &generation))
+        .unwrap_or_default();
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -156,7 +189,10 @@ struct StreamState {
     state: ResponseState,
     generation: Generation,
     phase: Phase,
-    text: String,
+    /// What was streamed so far: content (also sent as text deltas), reasoning, tool calls
+    /// (sent as whole items at the end).
+    out: ParsedOutput,
+    parser: Option<OutputParser>,
     events: EventWriter,
 }
 
@@ -244,10 +280,29 @@ impl StreamState {
         );
     }
 
+    fn parsed(&mut self, delta: &Delta<'_>) {
+        send_parsed(
+            &mut self.events,
+            &mut self.out,
+            &self.state.message_id,
+            delta,
+        );
+    }
+
     fn closing(&mut self, finish: &'static str) {
+        if let Some(parser) = &mut self.parser {
+            let rest = parser.finish();
+            self.parsed(&rest);
+        }
+        let called = !self.out.tool_calls.is_empty();
+        let finish = if called && finish == "stop" {
+            "tool_calls"
+        } else {
+            finish
+        };
         let message_id = self.state.message_id.clone();
-        let text = std::mem::take(&mut self.text);
-        let response = to_value(&finished(&self.state, &text, finish, &self.generation));
+        let text = self.out.content.clone();
+        let response = to_value(&finished(&self.state, &self.out, finish, &self.generation));
         let item = response["output"][0].clone();
         let part = item["content"][0].clone();
         self.event(
@@ -263,6 +318,25 @@ impl StreamState {
             "response.output_item.done",
             json!({"output_index": 0, "item": item}),
         );
+        // Function calls and reasoning, each as a whole item.
+        let items = response["output"].as_array().cloned().unwrap_or_default();
+        for (index, item) in items.into_iter().enumerate().skip(1) {
+            self.event(
+                "response.output_item.added",
+                json!({"output_index": index, "item": item}),
+            );
+            if item["type"] == "function_call" {
+                self.event(
+                    "response.function_call_arguments.done",
+                    json!({"item_id": item["id"], "output_index": index,
+                           "arguments": item["arguments"]}),
+                );
+            }
+            self.event(
+                "response.output_item.done",
+                json!({"output_index": index, "item": item}),
+            );
+        }
         let kind = if finish == "length" {
             "response.incomplete"
         } else {
@@ -274,11 +348,14 @@ impl StreamState {
 }
 
 fn stream(state: ResponseState, generation: Generation) -> Response {
+    let parser =
+        (!state.parsing.is_none()).then(|| state.parsing.parser(&generation.prompt_tail_text()));
     let st = StreamState {
+        parser,
         state,
         generation,
         phase: Phase::Opening,
-        text: String::new(),
+        out: ParsedOutput::default(),
         events: EventWriter {
             sequence: 0,
             buf: BytesMut::with_capacity(4096),
@@ -298,11 +375,19 @@ fn stream(state: ResponseState, generation: Generation) -> Response {
         let finish = match st.generation.next().await {
             None => return None,
             Some(Ok(delta)) => {
-                if !delta.text.is_empty() {
-                    st.text.push_str(delta.text);
-                    st.events.text_delta(&st.state.message_id, delta.text);
+                let finish = delta.finish_reason.map(|r| r.as_openai_str());
+                match &mut st.parser {
+                    Some(parser) => {
+                        let parsed = parser.push(delta.text);
+                        send_parsed(&mut st.events, &mut st.out, &st.state.message_id, &parsed);
+                    }
+                    None if !delta.text.is_empty() => {
+                        st.out.content.push_str(delta.text);
+                        st.events.text_delta(&st.state.message_id, delta.text);
+                    }
+                    None => {}
                 }
-                delta.finish_reason.map(|r| r.as_openai_str())
+                finish
             }
             Some(Err(error)) => {
                 st.state.record.set_status(error.kind.error_type());
@@ -329,6 +414,14 @@ fn stream(state: ResponseState, generation: Generation) -> Response {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Content goes out as text deltas; reasoning and tool calls are kept for the end.
+fn send_parsed(events: &mut EventWriter, out: &mut ParsedOutput, item_id: &str, delta: &Delta<'_>) {
+    if !delta.content.is_empty() {
+        events.text_delta(item_id, &delta.content);
+    }
+    out.push_delta(delta);
 }
 
 fn to_value(value: &impl Serialize) -> Value {

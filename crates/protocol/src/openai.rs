@@ -490,7 +490,48 @@ pub struct ChatChoice<'a> {
 #[derive(Clone, Debug, Serialize)]
 pub struct ResponseMessage<'a> {
     pub role: &'static str,
+    /// `None` when the message is only tool calls.
     pub content: Option<&'a str>,
+    /// The model's reasoning, split off by a `--reasoning-parser`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallOut<'a>>,
+}
+
+/// One finished tool call of a message.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCallOut<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCallOut<'a>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionCallOut<'a> {
+    pub name: &'a str,
+    /// JSON text, as the model wrote it.
+    pub arguments: &'a str,
+}
+
+/// A piece of a streamed tool call: the first carries `id`, `type` and the name, the later
+/// ones the next piece of the arguments.
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCallChunk<'a> {
+    pub index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionCallChunk<'a>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FunctionCallChunk<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -518,6 +559,10 @@ pub struct ChatDelta<'a> {
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallChunk<'a>>,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -314,6 +314,18 @@ pub enum OutputItem<'a> {
         arguments: String,
         status: &'static str,
     },
+    Reasoning {
+        id: String,
+        summary: [(); 0],
+        content: Vec<ReasoningText<'a>>,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ReasoningText<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: &'a str,
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use switchyard_frontend::switchyard_parsers::{ParserError, ReasoningParserKind, ToolParserKind};
+use switchyard_frontend::{OutputParsing, ToolParserChoice};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -164,6 +166,42 @@ pub struct FrontendArgs {
     #[arg(long, env = "SWITCHYARD_MIGRATION_LIMIT", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub migration_limit: u32,
+
+    /// Tool-call format parsed out of chat answers to requests with `tools`: `auto` (guessed
+    /// from the chat template or model name), `none`, or hermes, qwen, llama3_json, mistral,
+    /// pythonic, deepseek_v3, deepseek_v31.
+    #[arg(long, env = "SWITCHYARD_TOOL_CALL_PARSER", default_value = "auto",
+          value_parser = parse_tool_call_parser)]
+    pub tool_call_parser: Option<ToolParserChoice>,
+
+    /// Splits `<think>` reasoning into `reasoning_content`: deepseek_r1 or qwen3 (off unless set).
+    #[arg(long, env = "SWITCHYARD_REASONING_PARSER", value_parser = parse_reasoning_parser)]
+    pub reasoning_parser: Option<ReasoningParserKind>,
+}
+
+impl FrontendArgs {
+    pub fn output_parsing(&self) -> OutputParsing {
+        OutputParsing {
+            tool_parser: self.tool_call_parser,
+            reasoning_parser: self.reasoning_parser,
+        }
+    }
+}
+
+/// `auto` is `None` (guess per model), `none` turns parsing off.
+fn parse_tool_call_parser(name: &str) -> Result<Option<ToolParserChoice>, String> {
+    match name {
+        "auto" => Ok(None),
+        "none" => Ok(Some(ToolParserChoice::Off)),
+        _ => name
+            .parse::<ToolParserKind>()
+            .map(|kind| Some(ToolParserChoice::Kind(kind)))
+            .map_err(|e| format!("{e}, or auto, none")),
+    }
+}
+
+fn parse_reasoning_parser(name: &str) -> Result<ReasoningParserKind, String> {
+    name.parse().map_err(|e: ParserError| e.to_string())
 }
 
 /// One engine: its kind, its flags and its model.

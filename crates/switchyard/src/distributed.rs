@@ -143,7 +143,8 @@ pub async fn run_frontend(args: FrontendProcessArgs) -> anyhow::Result<()> {
             CpuPool::per_core(),
             Arc::new(Metrics::new()),
         )
-        .with_migration_limit(args.frontend.migration_limit),
+        .with_migration_limit(args.frontend.migration_limit)
+        .with_output_parsing(args.frontend.output_parsing()),
     );
     manager.set_discovery(discovery.clone());
     if let Some(plane) = &events {

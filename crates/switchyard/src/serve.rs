@@ -43,7 +43,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             CpuPool::per_core(),
             metrics,
         )
-        .with_migration_limit(args.frontend.migration_limit),
+        .with_migration_limit(args.frontend.migration_limit)
+        .with_output_parsing(args.frontend.output_parsing()),
     );
     manager
         .add_model(&model.name, Arc::new(card))

@@ -480,12 +480,18 @@ fn normalize_message(idx: usize, message: &JsonValue) -> Result<Value, Preproces
 /// Turns OpenAI content-part lists whose parts are all text (`[{"type": "text", "text": ...}]`)
 /// into one string, the parts joined with `"\n"`, as vLLM does for templates that expect a
 /// string `content`. Messages with any non-text part are left as they are, so the caller can
-/// reject or handle them explicitly.
+/// reject or handle them explicitly. A null `content` becomes `""`.
 pub fn flatten_text_content(messages: &mut [JsonValue]) {
     for message in messages {
         let Some(content) = message.get_mut("content") else {
             continue;
         };
+        // An assistant message that only calls tools has no content: templates that expect a
+        // string get an empty one, as vLLM renders it.
+        if content.is_null() {
+            *content = JsonValue::String(String::new());
+            continue;
+        }
         let JsonValue::Array(parts) = content else {
             continue;
         };
