@@ -60,31 +60,28 @@ pub(crate) struct BlockMap {
     expected: usize,
 }
 
-/// Where a key is, or where it would go: a slot index ([`ZERO_SLOT`] for the key 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Probe {
-    Found(usize),
-    Vacant(usize),
-}
-
-/// The slot index [`BlockMap::probe`] gives the key 0, which lives outside `slots`.
-const ZERO_SLOT: usize = usize::MAX;
-
 fn slots_for(entries: usize) -> usize {
     (entries.max(1) * MAX_LOAD_DEN / MAX_LOAD_NUM)
         .next_power_of_two()
         .max(MIN_CAPACITY)
 }
 
+/// The home slot of `key` in a table of `2^(64 - shift)` slots: the top bits of the
+/// multiplied key.
+#[inline]
+fn home_slot(key: SequenceHash, shift: u32) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+}
+
 impl BlockMap {
     #[inline]
     fn home(&self, key: SequenceHash) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+        home_slot(key, self.shift)
     }
 
     #[inline]
     fn mask(&self) -> usize {
-        self.slots.len() - 1
+        self.slots.len().wrapping_sub(1)
     }
 
     /// The slot holding `key`, if any (`key` ≠ 0).
@@ -107,53 +104,119 @@ impl BlockMap {
         }
     }
 
-    /// Where `key` is, or the empty slot it would take. A `Vacant` answer stays valid for
-    /// [`BlockMap::fill`] only while nothing is inserted or removed in between; call
-    /// [`BlockMap::reserve`] first so `fill` needs no growth.
+    /// Inserts `keys` in order while they are absent, the `k`-th at `{run, pos: first_pos + k}`,
+    /// and returns how many it inserted: it stops at the first key already present (left
+    /// as it is). The caller reserves room for all of them first. One probe per key, with the
+    /// table's fields in registers: this is the loop a stored chain of new blocks spends
+    /// its time in.
     #[inline]
-    pub fn probe(&self, key: SequenceHash) -> Probe {
-        if key == EMPTY {
-            return if self.zero.is_some() {
-                Probe::Found(ZERO_SLOT)
-            } else {
-                Probe::Vacant(ZERO_SLOT)
+    pub fn insert_absent<B>(
+        &mut self,
+        keys: &[B],
+        hash_of: impl Fn(&B) -> SequenceHash,
+        run: u32,
+        first_pos: u32,
+    ) -> usize {
+        debug_assert!(
+            self.len + keys.len() <= self.capacity(),
+            "insert before reserve"
+        );
+        let (mask, shift) = (self.mask(), self.shift);
+        let mut inserted = 0;
+        for (k, block) in keys.iter().enumerate() {
+            let key = hash_of(block);
+            let loc = Loc {
+                run,
+                pos: first_pos.wrapping_add(k as u32),
             };
-        }
-        debug_assert!(!self.slots.is_empty(), "probe before reserve");
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let slot_key = self.slots[i][0];
-            if slot_key == key {
-                return Probe::Found(i);
+            if key == EMPTY {
+                if self.zero.is_some() {
+                    break;
+                }
+                self.zero = Some(loc);
+                inserted += 1;
+                continue;
             }
-            if slot_key == EMPTY {
-                return Probe::Vacant(i);
+            let mut i = home_slot(key, shift);
+            let vacant = loop {
+                let slot_key = self.slots[i][0];
+                if slot_key == key {
+                    break false;
+                }
+                if slot_key == EMPTY {
+                    break true;
+                }
+                i = (i + 1) & mask;
+            };
+            if !vacant {
+                break;
             }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// The value in slot `i` (from [`Probe::Found`]).
-    #[inline]
-    pub fn loc_at(&self, i: usize) -> Loc {
-        if i == ZERO_SLOT {
-            self.zero.unwrap_or_default()
-        } else {
-            loc_of(&self.slots[i])
-        }
-    }
-
-    /// Puts `key` into the empty slot `i` that [`BlockMap::probe`] returned for it.
-    #[inline]
-    pub fn fill(&mut self, i: usize, key: SequenceHash, loc: Loc) {
-        if i == ZERO_SLOT {
-            self.zero = Some(loc);
-        } else {
-            debug_assert_eq!(self.slots[i][0], EMPTY);
             self.slots[i] = slot_of(key, loc);
             self.len += 1;
+            inserted += 1;
         }
+        inserted
+    }
+
+    /// Removes every key of `keys` that is present (the table's fields stay in registers
+    /// across the whole batch). Returns how many were removed.
+    #[inline]
+    pub fn remove_all(&mut self, keys: &[SequenceHash]) -> usize {
+        if keys.is_empty() {
+            return 0;
+        }
+        let (mask, shift) = (self.mask(), self.shift);
+        // Slot entries removed (`len` does not count the key 0, which lives in `zero`).
+        let (mut removed, mut zero) = (0, 0);
+        for &key in keys {
+            if key == EMPTY {
+                zero += usize::from(self.zero.take().is_some());
+                continue;
+            }
+            if mask == usize::MAX {
+                continue;
+            }
+            let mut hole = home_slot(key, shift);
+            let found = loop {
+                let slot_key = self.slots[hole][0];
+                if slot_key == key {
+                    break true;
+                }
+                if slot_key == EMPTY {
+                    break false;
+                }
+                hole = (hole + 1) & mask;
+            };
+            if !found {
+                continue;
+            }
+            removed += 1;
+            self.shift_back(hole, mask, shift);
+        }
+        self.len -= removed;
+        removed + zero
+    }
+
+    /// Empties slot `hole` and pulls later members of its cluster back into it where the
+    /// hole lies on their probe path (between their home and where they sit), so every key
+    /// stays reachable from its home without tombstones.
+    #[inline]
+    fn shift_back(&mut self, mut hole: usize, mask: usize, shift: u32) {
+        let mut next = (hole + 1) & mask;
+        loop {
+            let key = self.slots[next][0];
+            if key == EMPTY {
+                break;
+            }
+            let home = home_slot(key, shift);
+            // Distance from home to `next` vs to `hole`, cyclically.
+            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
+                self.slots[hole] = self.slots[next];
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.slots[hole] = [EMPTY, 0];
     }
 
     /// Reads the home slot of each key so their cache misses overlap (independent loads run
@@ -211,7 +274,7 @@ impl BlockMap {
         }
     }
 
-    /// Inserts or replaces; returns the previous value (the table uses `probe` + `fill`).
+    /// Inserts or replaces; returns the previous value (the table uses `insert_absent`).
     #[cfg(test)]
     pub fn insert(&mut self, key: SequenceHash, loc: Loc) -> Option<Loc> {
         if key == EMPTY {
@@ -241,28 +304,10 @@ impl BlockMap {
         if *key == EMPTY {
             return self.zero.take();
         }
-        let mut hole = self.find(*key)?;
+        let hole = self.find(*key)?;
         let removed = loc_of(&self.slots[hole]);
         self.len -= 1;
-        // Backward shift: pull later members of the cluster into the hole when the hole lies
-        // on their probe path (between their home and where they sit), so every key stays
-        // reachable from its home without tombstones.
-        let mask = self.mask();
-        let mut next = (hole + 1) & mask;
-        loop {
-            let key = self.slots[next][0];
-            if key == EMPTY {
-                break;
-            }
-            let home = self.home(key);
-            // Distance from home to `next` vs to `hole`, cyclically.
-            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
-                self.slots[hole] = self.slots[next];
-                hole = next;
-            }
-            next = (next + 1) & mask;
-        }
-        self.slots[hole] = [EMPTY, 0];
+        self.shift_back(hole, self.mask(), self.shift);
         Some(removed)
     }
 

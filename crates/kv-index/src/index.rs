@@ -145,14 +145,12 @@ impl KvIndex {
         let mut unknown_blocks = 0u32;
         match &event.data {
             KvCacheEventData::Stored { parent, blocks } => {
-                if let Some(parent) = *parent
-                    && !self.table.contains(parent, slot)
-                {
+                let (added, duplicates, parent_held) =
+                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
+                if parent.is_some() && !parent_held {
                     unknown_parent = true;
                     self.stats.unknown_parents += 1;
                 }
-                let (added, duplicates) =
-                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
                 duplicate_blocks = duplicates as u32;
                 self.state[slot as usize].blocks += added;
                 self.stats.blocks_stored += added as u64;
@@ -239,7 +237,7 @@ impl KvIndex {
                 blocks: stored,
             } = &event.data
             {
-                let (added, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
+                let (added, _, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
                 blocks += added;
             }
         }
