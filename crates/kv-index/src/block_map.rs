@@ -34,6 +34,72 @@ const MIN_CAPACITY: usize = 16;
 /// (the allocator hands out zero pages) instead of a loop writing every slot.
 type Slot = [u64; 2];
 
+/// Tables at least this large live in their own mapping with transparent huge pages
+/// requested (see [`SlotArray`]).
+const HUGE_TABLE_BYTES: usize = 4 << 20;
+
+/// The slot array. Probes are random, so in a table of tens of MB nearly every probe also
+/// misses the TLB and pays a page walk on top of its cache miss (with 4 KiB pages the TLB
+/// covers a few MB). A large table is therefore its own anonymous mapping (zeroed by the
+/// kernel) with huge pages requested, where the kernel grants them (Linux `madvise`
+/// mode); if mapping fails it falls back to the heap.
+#[derive(Debug)]
+enum SlotArray {
+    Heap(Vec<Slot>),
+    Mapped(memmap2::MmapMut),
+}
+
+impl Default for SlotArray {
+    fn default() -> Self {
+        SlotArray::Heap(Vec::new())
+    }
+}
+
+impl SlotArray {
+    fn zeroed(slots: usize) -> Self {
+        let bytes = slots * size_of::<Slot>();
+        if bytes >= HUGE_TABLE_BYTES
+            && let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon()
+        {
+            // Only a hint: without huge pages the table works the same, just slower.
+            #[cfg(target_os = "linux")]
+            let _ = map.advise(memmap2::Advice::HugePage);
+            return SlotArray::Mapped(map);
+        }
+        SlotArray::Heap(vec![[EMPTY, 0]; slots])
+    }
+
+    /// Heap or mapped bytes held.
+    fn bytes(&self) -> usize {
+        match self {
+            SlotArray::Heap(v) => v.capacity() * size_of::<Slot>(),
+            SlotArray::Mapped(m) => m.len(),
+        }
+    }
+}
+
+impl std::ops::Deref for SlotArray {
+    type Target = [Slot];
+    #[inline]
+    fn deref(&self) -> &[Slot] {
+        match self {
+            SlotArray::Heap(v) => v,
+            // A page-aligned mapping whose length is a multiple of the slot size.
+            SlotArray::Mapped(m) => bytemuck::cast_slice(&m[..]),
+        }
+    }
+}
+
+impl std::ops::DerefMut for SlotArray {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [Slot] {
+        match self {
+            SlotArray::Heap(v) => v,
+            SlotArray::Mapped(m) => bytemuck::cast_slice_mut(&mut m[..]),
+        }
+    }
+}
+
 #[inline]
 fn slot_of(key: SequenceHash, loc: Loc) -> Slot {
     [key, u64::from(loc.run) | (u64::from(loc.pos) << 32)]
@@ -47,10 +113,10 @@ fn loc_of(slot: &Slot) -> Loc {
     }
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub(crate) struct BlockMap {
     /// Power-of-two length (or empty before the first insert).
-    slots: Vec<Slot>,
+    slots: SlotArray,
     /// Entries in `slots` (not counting `zero`).
     len: usize,
     /// `64 - log2(slots.len())`: the home slot is the top bits of the multiplied key.
@@ -73,6 +139,28 @@ fn home_slot(key: SequenceHash, shift: u32) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
 }
 
+/// Empties slot `hole` and pulls later members of its cluster back into it where the hole
+/// lies on their probe path (between their home and where they sit), so every key stays
+/// reachable from its home without tombstones.
+#[inline]
+fn shift_back(slots: &mut [Slot], mut hole: usize, mask: usize, shift: u32) {
+    let mut next = (hole + 1) & mask;
+    loop {
+        let key = slots[next][0];
+        if key == EMPTY {
+            break;
+        }
+        let home = home_slot(key, shift);
+        // Distance from home to `next` vs to `hole`, cyclically.
+        if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
+            slots[hole] = slots[next];
+            hole = next;
+        }
+        next = (next + 1) & mask;
+    }
+    slots[hole] = [EMPTY, 0];
+}
+
 impl BlockMap {
     #[inline]
     fn home(&self, key: SequenceHash) -> usize {
@@ -90,10 +178,10 @@ impl BlockMap {
         if self.slots.is_empty() {
             return None;
         }
-        let mask = self.mask();
+        let (mask, slots) = (self.mask(), &*self.slots);
         let mut i = self.home(key);
         loop {
-            let slot_key = self.slots[i][0];
+            let slot_key = slots[i][0];
             if slot_key == key {
                 return Some(i);
             }
@@ -122,6 +210,7 @@ impl BlockMap {
             "insert before reserve"
         );
         let (mask, shift) = (self.mask(), self.shift);
+        let slots = &mut *self.slots;
         let mut inserted = 0;
         for (k, block) in keys.iter().enumerate() {
             let key = hash_of(block);
@@ -139,7 +228,7 @@ impl BlockMap {
             }
             let mut i = home_slot(key, shift);
             let vacant = loop {
-                let slot_key = self.slots[i][0];
+                let slot_key = slots[i][0];
                 if slot_key == key {
                     break false;
                 }
@@ -151,7 +240,7 @@ impl BlockMap {
             if !vacant {
                 break;
             }
-            self.slots[i] = slot_of(key, loc);
+            slots[i] = slot_of(key, loc);
             self.len += 1;
             inserted += 1;
         }
@@ -166,6 +255,7 @@ impl BlockMap {
             return 0;
         }
         let (mask, shift) = (self.mask(), self.shift);
+        let slots = &mut *self.slots;
         // Slot entries removed (`len` does not count the key 0, which lives in `zero`).
         let (mut removed, mut zero) = (0, 0);
         for &key in keys {
@@ -178,7 +268,7 @@ impl BlockMap {
             }
             let mut hole = home_slot(key, shift);
             let found = loop {
-                let slot_key = self.slots[hole][0];
+                let slot_key = slots[hole][0];
                 if slot_key == key {
                     break true;
                 }
@@ -191,32 +281,10 @@ impl BlockMap {
                 continue;
             }
             removed += 1;
-            self.shift_back(hole, mask, shift);
+            shift_back(slots, hole, mask, shift);
         }
         self.len -= removed;
         removed + zero
-    }
-
-    /// Empties slot `hole` and pulls later members of its cluster back into it where the
-    /// hole lies on their probe path (between their home and where they sit), so every key
-    /// stays reachable from its home without tombstones.
-    #[inline]
-    fn shift_back(&mut self, mut hole: usize, mask: usize, shift: u32) {
-        let mut next = (hole + 1) & mask;
-        loop {
-            let key = self.slots[next][0];
-            if key == EMPTY {
-                break;
-            }
-            let home = home_slot(key, shift);
-            // Distance from home to `next` vs to `hole`, cyclically.
-            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
-                self.slots[hole] = self.slots[next];
-                hole = next;
-            }
-            next = (next + 1) & mask;
-        }
-        self.slots[hole] = [EMPTY, 0];
     }
 
     /// Reads the home slot of each key so their cache misses overlap (independent loads run
@@ -226,9 +294,10 @@ impl BlockMap {
         if self.slots.is_empty() {
             return;
         }
+        let (slots, shift) = (&*self.slots, self.shift);
         let mut seen = 0;
         for key in keys {
-            seen ^= self.slots[self.home(key)][0];
+            seen ^= slots[home_slot(key, shift)][0];
         }
         std::hint::black_box(seen);
     }
@@ -249,9 +318,17 @@ impl BlockMap {
         self.slots.len() * MAX_LOAD_NUM / MAX_LOAD_DEN
     }
 
-    /// Heap bytes held.
+    /// Bytes of [`BlockMap::memory_bytes`] held in a mapping of their own, not the heap.
+    pub fn mapped_bytes(&self) -> usize {
+        match &self.slots {
+            SlotArray::Heap(_) => 0,
+            SlotArray::Mapped(m) => m.len(),
+        }
+    }
+
+    /// Bytes held (heap or mapped).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * size_of::<Slot>()
+        self.slots.bytes()
     }
 
     #[inline]
@@ -307,7 +384,8 @@ impl BlockMap {
         let hole = self.find(*key)?;
         let removed = loc_of(&self.slots[hole]);
         self.len -= 1;
-        self.shift_back(hole, self.mask(), self.shift);
+        let (mask, shift) = (self.mask(), self.shift);
+        shift_back(&mut self.slots, hole, mask, shift);
         Some(removed)
     }
 
@@ -337,10 +415,10 @@ impl BlockMap {
 
     fn rebuild(&mut self, slot_count: usize) {
         debug_assert!(slot_count.is_power_of_two());
-        let old = std::mem::replace(&mut self.slots, vec![[EMPTY, 0]; slot_count]);
+        let old = std::mem::replace(&mut self.slots, SlotArray::zeroed(slot_count));
         self.shift = 64 - slot_count.trailing_zeros();
         let mask = self.mask();
-        for slot in old.into_iter().filter(|s| s[0] != EMPTY) {
+        for &slot in old.iter().filter(|s| s[0] != EMPTY) {
             let mut i = self.home(slot[0]);
             while self.slots[i][0] != EMPTY {
                 i = (i + 1) & mask;
@@ -377,6 +455,9 @@ mod tests {
     enum Op {
         Insert(u64, u32),
         Remove(u64),
+        /// `insert_absent` of a chain, locations `{run, first_pos + k}`.
+        InsertChain(Vec<u64>, u32, u32),
+        RemoveAll(Vec<u64>),
         Shrink,
     }
 
@@ -385,7 +466,10 @@ mod tests {
         let key = prop_oneof![Just(0u64), 0u64..48, any::<u64>()];
         prop_oneof![
             4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
-            3 => key.prop_map(Op::Remove),
+            3 => key.clone().prop_map(Op::Remove),
+            2 => (proptest::collection::vec(key.clone(), 0..12), any::<u32>(), any::<u32>())
+                .prop_map(|(keys, run, pos)| Op::InsertChain(keys, run, pos)),
+            2 => proptest::collection::vec(key, 0..12).prop_map(Op::RemoveAll),
             1 => Just(Op::Shrink),
         ]
     }
@@ -401,6 +485,25 @@ mod tests {
                         prop_assert_eq!(map.insert(k, loc(v)), reference.insert(k, loc(v)));
                     }
                     Op::Remove(k) => prop_assert_eq!(map.remove(&k), reference.remove(&k)),
+                    Op::InsertChain(keys, run, first_pos) => {
+                        map.reserve(keys.len());
+                        let inserted = map.insert_absent(&keys, |k| *k, run, first_pos);
+                        // The leading keys up to the first one present (or repeated).
+                        let mut expected = 0;
+                        for (k, &key) in keys.iter().enumerate() {
+                            if reference.contains_key(&key) {
+                                break;
+                            }
+                            let pos = first_pos.wrapping_add(k as u32);
+                            reference.insert(key, Loc { run, pos });
+                            expected += 1;
+                        }
+                        prop_assert_eq!(inserted, expected);
+                    }
+                    Op::RemoveAll(keys) => {
+                        let expected = keys.iter().filter(|k| reference.remove(k).is_some()).count();
+                        prop_assert_eq!(map.remove_all(&keys), expected);
+                    }
                     Op::Shrink => map.shrink_to(0),
                 }
                 prop_assert_eq!(map.len(), reference.len());
@@ -414,6 +517,31 @@ mod tests {
                 prop_assert_eq!(entries, expected);
             }
         }
+    }
+
+    #[test]
+    fn a_table_large_enough_to_be_mapped_behaves_like_a_small_one() {
+        let mut map = BlockMap::default();
+        let keys: Vec<u64> = (1..=200_000u64)
+            .map(|k| k.wrapping_mul(0x9E37_79B9))
+            .collect();
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(map.insert(k, loc(i as u32)), None);
+        }
+        assert!(matches!(map.slots, SlotArray::Mapped(_)));
+        assert!(map.memory_bytes() >= HUGE_TABLE_BYTES);
+        assert_eq!(map.remove_all(&keys[..150_000]), 150_000);
+        assert_eq!(map.remove_all(&keys[..10]), 0, "already gone");
+        map.shrink_to(0);
+        assert!(matches!(map.slots, SlotArray::Heap(_)));
+        for (i, &k) in keys.iter().enumerate() {
+            assert_eq!(
+                map.get(&k),
+                (i >= 150_000).then(|| loc(i as u32)),
+                "key {k}"
+            );
+        }
+        assert_eq!(map.len(), 50_000);
     }
 
     #[test]

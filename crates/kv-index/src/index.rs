@@ -319,9 +319,15 @@ impl KvIndex {
         self.table.run_count()
     }
 
-    /// Estimated heap bytes held by the index.
+    /// Estimated bytes held by the index (heap and mapped).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes() + self.state.capacity() * size_of::<WorkerState>()
+    }
+
+    /// Of [`KvIndex::memory_bytes`], the bytes in the block map's own memory mapping (a large
+    /// map asks for huge pages there) rather than on the heap, so a heap profiler misses them.
+    pub fn mapped_bytes(&self) -> usize {
+        self.table.mapped_bytes()
     }
 }
 

@@ -739,6 +739,11 @@ impl BlockTable {
             + self.free.capacity() * 4
     }
 
+    /// Bytes of [`BlockTable::memory_bytes`] outside the heap (the map's own mapping).
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        self.map.mapped_bytes()
+    }
+
     /// Panics when the structure's invariants do not hold (for tests).
     pub(crate) fn check(&self) {
         let mut blocks = 0;

@@ -115,6 +115,10 @@ pub trait ReplayIndex {
     /// Returns whether the index reported the event as inconsistent.
     fn apply(&mut self, worker: u64, event: Self::Event) -> bool;
     fn memory_estimate(&self) -> Option<usize>;
+    /// Bytes the index holds outside the heap allocator (memory mappings).
+    fn mapped_bytes(&self) -> usize {
+        0
+    }
     /// Tells the index how many blocks the workers can hold in all, as a router learns from
     /// their KV capacity; an index without such an API ignores it.
     fn expect_blocks(&mut self, _blocks: usize) {}
@@ -188,6 +192,9 @@ impl ReplayIndex for Switchyard {
     }
     fn memory_estimate(&self) -> Option<usize> {
         Some(self.index.memory_bytes())
+    }
+    fn mapped_bytes(&self) -> usize {
+        self.index.mapped_bytes()
     }
 }
 
