@@ -192,7 +192,7 @@ fn best_measured(runs: Vec<Measured>) -> Measured {
 fn main() {
     let (args, requests) = workload::setup("kv-index-vs-dynamo", "per index and configuration");
     println!(
-        "{:>7} {:>7} {:>7} {:<18} {:>9} {:>9} {:>11} {:>7} {:>7} {:>7} {:>7} {:>6} {:>8} {:>8} {:>8}",
+        "{:>7} {:>7} {:>7} {:<18} {:>9} {:>9} {:>11} {:>7} {:>7} {:>7} {:>7} {:>14} {:>6} {:>8} {:>8} {:>8}",
         "choice",
         "workers",
         "cache",
@@ -204,6 +204,7 @@ fn main() {
         "event s",
         "p50 µs",
         "p99 µs",
+        "decide p50/p99",
         "hit",
         "blocks",
         "MB/1M",
@@ -254,7 +255,7 @@ fn main() {
                 for (name, mut m) in [("switchyard KvIndex", ours), ("dynamo RadixTree", theirs)] {
                     let distinct = m.report.final_distinct_blocks.max(1) as f64;
                     println!(
-                        "{:>7} {:>7} {:>7} {:<18} {:>9.0} {:>9.0} {:>11.3e} {:>7.3} {:>7.3} {:>7.2} {:>7.2} {:>6.3} {:>8} {:>8.1} {:>8}",
+                        "{:>7} {:>7} {:>7} {:<18} {:>9.0} {:>9.0} {:>11.3e} {:>7.3} {:>7.3} {:>7.2} {:>7.2} {:>14} {:>6.3} {:>8} {:>8.1} {:>8}",
                         choice.name(),
                         workers,
                         cache,
@@ -266,6 +267,7 @@ fn main() {
                         m.report.event_ns as f64 / 1e9,
                         m.report.percentile_us(0.50),
                         m.report.percentile_us(0.99),
+                        format!("{:.2}/{:.2}", m.report.decision_percentile_us(0.50), m.report.decision_percentile_us(0.99)),
                         m.report.hit_rate(),
                         m.report.final_distinct_blocks,
                         m.heap_bytes as f64 / distinct,

@@ -158,17 +158,39 @@ impl Run {
     }
 }
 
+/// The set bits of a word, lowest first.
+struct SetBits(u64);
+
+impl Iterator for SetBits {
+    type Item = u32;
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(bit)
+    }
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.count_ones() as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for SetBits {}
+
 /// Length of the common prefix of two hash arrays, eight at a time while they agree (the
-/// compiler turns the fixed-size comparison into a few vector compares).
+/// OR of the lanes' XORs compiles to a few vector instructions, no `memcmp` call).
 #[inline]
 fn common_prefix(a: &[SequenceHash], b: &[SequenceHash]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut i = 0;
     for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let x: &[SequenceHash; 8] = x.try_into().unwrap_or(&[0; 8]);
-        let y: &[SequenceHash; 8] = y.try_into().unwrap_or(&[1; 8]);
-        if x != y {
+        let diff = x.iter().zip(y).fold(0, |acc, (x, y)| acc | (x ^ y));
+        if diff != 0 {
             break;
         }
         i += 8;
@@ -620,6 +642,11 @@ impl BlockTable {
     fn stretch(&self, loc: Loc, blocks: &[SequenceHash], i: usize) -> (usize, &Run) {
         let run = &self.runs[loc.run as usize];
         let rest = &run.blocks[run.index(loc) + 1..];
+        // A request that follows the run to its end probes the map next at the block after
+        // it: start that load now, so its miss overlaps the one reading the run's array.
+        if let Some(&next) = blocks.get(i + 1 + rest.len()) {
+            self.map.touch(std::iter::once(next));
+        }
         (1 + common_prefix(rest, &blocks[i + 1..]), run)
     }
 
@@ -684,15 +711,12 @@ impl BlockTable {
     }
 
     #[inline]
-    fn emit(&self, mut bits: u64, word: u32, depth: u32, out: &mut OverlapScores) {
-        while bits != 0 {
-            let slot = word * 64 + bits.trailing_zeros();
-            bits &= bits - 1;
-            out.scores.push(WorkerOverlap {
-                worker: self.keys[slot as usize],
-                blocks: depth,
-            });
-        }
+    fn emit(&self, bits: u64, word: u32, depth: u32, out: &mut OverlapScores) {
+        // An exact-size iterator, so the result grows once per call, not once per worker.
+        out.scores.extend(SetBits(bits).map(|bit| WorkerOverlap {
+            worker: self.keys[(word * 64 + bit) as usize],
+            blocks: depth,
+        }));
     }
 
     /// Blocks `slot` holds (O(runs)).
