@@ -8,7 +8,10 @@
 //! so a multiply is enough to pick the home slot (it only spreads small test keys).
 //!
 //! Deletion shifts later slots of the cluster back (no tombstones), so probe lengths never
-//! degrade under the index's constant insert/remove churn.
+//! degrade under the index's constant insert/remove churn. Events insert and remove whole
+//! stretches of blocks in batch loops ([`BlockMap::insert_absent`], [`BlockMap::remove_all`]),
+//! after reading ahead the slots they will probe when the table is larger than the L2 cache
+//! ([`BlockMap::touch`]); a table of several MB asks for huge pages ([`SlotArray`]).
 
 use std::mem::size_of;
 
@@ -24,15 +27,30 @@ pub(crate) struct Loc {
 /// An empty slot has this key; the real key 0 lives in `zero` instead.
 const EMPTY: SequenceHash = 0;
 
-/// Slots are at most this full (7/8 would lengthen linear probes too much).
-const MAX_LOAD_NUM: usize = 1;
-const MAX_LOAD_DEN: usize = 2;
+/// Entries a table of `slots` slots holds before it grows. A table of up to
+/// [`SPARSE_MAX_BYTES`] fits in a core's L2 cache, where probing costs instructions and
+/// mispredicted branches rather than misses: it stays at most a quarter full, so a probe
+/// usually stops at its first slot. A larger table stays at most half full: there the cost
+/// is cache and TLB misses, which a sparser (larger) table would only add to.
+#[inline]
+fn capacity_of(slots: usize) -> usize {
+    if slots * size_of::<Slot>() <= SPARSE_MAX_BYTES {
+        slots / 4
+    } else {
+        slots / 2
+    }
+}
+
+const SPARSE_MAX_BYTES: usize = 1 << 20;
 
 const MIN_CAPACITY: usize = 16;
 
 /// A key and its packed location. A plain array so a new table is one zeroed allocation
 /// (the allocator hands out zero pages) instead of a loop writing every slot.
 type Slot = [u64; 2];
+
+/// [`BlockMap::touch`] reads ahead only in tables larger than this.
+const TOUCH_MIN_BYTES: usize = 1 << 20;
 
 /// Tables at least this large live in their own mapping with transparent huge pages
 /// requested (see [`SlotArray`]).
@@ -126,36 +144,57 @@ pub(crate) struct BlockMap {
     expected: usize,
 }
 
+/// The smallest table (a power of two) that holds `entries`.
 fn slots_for(entries: usize) -> usize {
-    (entries.max(1) * MAX_LOAD_DEN / MAX_LOAD_NUM)
-        .next_power_of_two()
-        .max(MIN_CAPACITY)
+    let mut slots = MIN_CAPACITY;
+    while capacity_of(slots) < entries {
+        slots *= 2;
+    }
+    slots
 }
 
 /// The home slot of `key` in a table of `2^(64 - shift)` slots: the top bits of the
 /// multiplied key.
 #[inline]
-fn home_slot(key: SequenceHash, shift: u32) -> usize {
-    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize
+fn home_slot(key: SequenceHash, shift: u32, mask: usize) -> usize {
+    // The mask changes nothing (the shift leaves only in-range bits); it lets the compiler
+    // see that `slots[home]` is in bounds.
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize & mask
+}
+
+/// The first slot from `start` on (cyclically) that holds `key` or is empty, and whether it
+/// holds `key` (`key` ≠ 0). The table always has an empty slot, so this ends.
+#[inline]
+fn probe(slots: &[Slot], start: usize, key: SequenceHash) -> (usize, bool) {
+    let mask = slots.len() - 1;
+    let mut i = start;
+    loop {
+        let slot_key = slots[i][0];
+        if slot_key == key || slot_key == EMPTY {
+            return (i, slot_key == key);
+        }
+        i = (i + 1) & mask;
+    }
 }
 
 /// Empties slot `hole` and pulls later members of its cluster back into it where the hole
 /// lies on their probe path (between their home and where they sit), so every key stays
-/// reachable from its home without tombstones.
+/// reachable from its home without tombstones. The move is a select, not a branch.
 #[inline]
-fn shift_back(slots: &mut [Slot], mut hole: usize, mask: usize, shift: u32) {
+fn shift_back(slots: &mut [Slot], mut hole: usize, shift: u32) {
+    let mask = slots.len() - 1;
     let mut next = (hole + 1) & mask;
     loop {
-        let key = slots[next][0];
-        if key == EMPTY {
+        let slot = slots[next];
+        if slot[0] == EMPTY {
             break;
         }
-        let home = home_slot(key, shift);
+        let home = home_slot(slot[0], shift, mask);
         // Distance from home to `next` vs to `hole`, cyclically.
-        if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
-            slots[hole] = slots[next];
-            hole = next;
-        }
+        let moves = (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask);
+        // Not moving writes the slot back where it is.
+        slots[if moves { hole } else { next }] = slot;
+        hole = if moves { next } else { hole };
         next = (next + 1) & mask;
     }
     slots[hole] = [EMPTY, 0];
@@ -164,7 +203,7 @@ fn shift_back(slots: &mut [Slot], mut hole: usize, mask: usize, shift: u32) {
 impl BlockMap {
     #[inline]
     fn home(&self, key: SequenceHash) -> usize {
-        home_slot(key, self.shift)
+        home_slot(key, self.shift, self.mask())
     }
 
     #[inline]
@@ -178,18 +217,9 @@ impl BlockMap {
         if self.slots.is_empty() {
             return None;
         }
-        let (mask, slots) = (self.mask(), &*self.slots);
-        let mut i = self.home(key);
-        loop {
-            let slot_key = slots[i][0];
-            if slot_key == key {
-                return Some(i);
-            }
-            if slot_key == EMPTY {
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
+        let slots = &*self.slots;
+        let (i, found) = probe(slots, home_slot(key, self.shift, slots.len() - 1), key);
+        found.then_some(i)
     }
 
     /// Inserts `keys` in order while they are absent, the `k`-th at `{run, pos: first_pos + k}`,
@@ -209,9 +239,11 @@ impl BlockMap {
             self.len + keys.len() <= self.capacity(),
             "insert before reserve"
         );
-        let (mask, shift) = (self.mask(), self.shift);
+        let shift = self.shift;
         let slots = &mut *self.slots;
-        let mut inserted = 0;
+        let mask = slots.len().wrapping_sub(1);
+        // Inserted, and of those in `slots` (`len` does not count the key 0).
+        let (mut inserted, mut filled) = (0, 0);
         for (k, block) in keys.iter().enumerate() {
             let key = hash_of(block);
             let loc = Loc {
@@ -226,24 +258,15 @@ impl BlockMap {
                 inserted += 1;
                 continue;
             }
-            let mut i = home_slot(key, shift);
-            let vacant = loop {
-                let slot_key = slots[i][0];
-                if slot_key == key {
-                    break false;
-                }
-                if slot_key == EMPTY {
-                    break true;
-                }
-                i = (i + 1) & mask;
-            };
-            if !vacant {
+            let (i, present) = probe(slots, home_slot(key, shift, mask), key);
+            if present {
                 break;
             }
             slots[i] = slot_of(key, loc);
-            self.len += 1;
+            filled += 1;
             inserted += 1;
         }
+        self.len += filled;
         inserted
     }
 
@@ -254,8 +277,9 @@ impl BlockMap {
         if keys.is_empty() {
             return 0;
         }
-        let (mask, shift) = (self.mask(), self.shift);
+        let shift = self.shift;
         let slots = &mut *self.slots;
+        let mask = slots.len().wrapping_sub(1);
         // Slot entries removed (`len` does not count the key 0, which lives in `zero`).
         let (mut removed, mut zero) = (0, 0);
         for &key in keys {
@@ -266,22 +290,12 @@ impl BlockMap {
             if mask == usize::MAX {
                 continue;
             }
-            let mut hole = home_slot(key, shift);
-            let found = loop {
-                let slot_key = slots[hole][0];
-                if slot_key == key {
-                    break true;
-                }
-                if slot_key == EMPTY {
-                    break false;
-                }
-                hole = (hole + 1) & mask;
-            };
+            let (hole, found) = probe(slots, home_slot(key, shift, mask), key);
             if !found {
                 continue;
             }
             removed += 1;
-            shift_back(slots, hole, mask, shift);
+            shift_back(slots, hole, shift);
         }
         self.len -= removed;
         removed + zero
@@ -289,15 +303,18 @@ impl BlockMap {
 
     /// Reads the home slot of each key so their cache misses overlap (independent loads run
     /// in parallel) before a loop that probes them one after another.
+    /// A table that fits in a core's L2 cache comfortably gains nothing (its loads are short
+    /// and overlap anyway), so this does nothing there.
     #[inline]
     pub fn touch(&self, keys: impl Iterator<Item = SequenceHash>) {
-        if self.slots.is_empty() {
+        if self.slots.len() * size_of::<Slot>() <= TOUCH_MIN_BYTES {
             return;
         }
         let (slots, shift) = (&*self.slots, self.shift);
+        let mask = slots.len() - 1;
         let mut seen = 0;
         for key in keys {
-            seen ^= slots[home_slot(key, shift)][0];
+            seen ^= slots[home_slot(key, shift, mask)][0];
         }
         std::hint::black_box(seen);
     }
@@ -313,9 +330,9 @@ impl BlockMap {
         self.len + usize::from(self.zero.is_some())
     }
 
-    /// Entries that fit before the map grows (half the slots).
+    /// Entries that fit before the map grows (a quarter or half of the slots).
     pub fn capacity(&self) -> usize {
-        self.slots.len() * MAX_LOAD_NUM / MAX_LOAD_DEN
+        capacity_of(self.slots.len())
     }
 
     /// Bytes of [`BlockMap::memory_bytes`] held in a mapping of their own, not the heap.
@@ -384,8 +401,8 @@ impl BlockMap {
         let hole = self.find(*key)?;
         let removed = loc_of(&self.slots[hole]);
         self.len -= 1;
-        let (mask, shift) = (self.mask(), self.shift);
-        shift_back(&mut self.slots, hole, mask, shift);
+        let shift = self.shift;
+        shift_back(&mut self.slots, hole, shift);
         Some(removed)
     }
 
@@ -396,7 +413,7 @@ impl BlockMap {
             return;
         }
         let mut slots = self.slots.len().max(MIN_CAPACITY);
-        while slots * MAX_LOAD_NUM / MAX_LOAD_DEN < needed {
+        while capacity_of(slots) < needed {
             slots *= 2;
         }
         if self.expected > needed && needed * 4 >= self.expected {
