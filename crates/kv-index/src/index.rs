@@ -145,14 +145,12 @@ impl KvIndex {
         let mut unknown_blocks = 0u32;
         match &event.data {
             KvCacheEventData::Stored { parent, blocks } => {
-                if let Some(parent) = *parent
-                    && !self.table.contains(parent, slot)
-                {
+                let (added, duplicates, parent_held) =
+                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
+                if parent.is_some() && !parent_held {
                     unknown_parent = true;
                     self.stats.unknown_parents += 1;
                 }
-                let (added, duplicates) =
-                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
                 duplicate_blocks = duplicates as u32;
                 self.state[slot as usize].blocks += added;
                 self.stats.blocks_stored += added as u64;
@@ -239,7 +237,7 @@ impl KvIndex {
                 blocks: stored,
             } = &event.data
             {
-                let (added, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
+                let (added, _, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
                 blocks += added;
             }
         }
@@ -321,9 +319,15 @@ impl KvIndex {
         self.table.run_count()
     }
 
-    /// Estimated heap bytes held by the index.
+    /// Estimated bytes held by the index (heap and mapped).
     pub fn memory_bytes(&self) -> usize {
         self.table.memory_bytes() + self.state.capacity() * size_of::<WorkerState>()
+    }
+
+    /// Of [`KvIndex::memory_bytes`], the bytes in the block map's own memory mapping (a large
+    /// map asks for huge pages there) rather than on the heap, so a heap profiler misses them.
+    pub fn mapped_bytes(&self) -> usize {
+        self.table.mapped_bytes()
     }
 }
 

@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use smallvec::SmallVec;
 use switchyard_protocol::kv::SequenceHash;
 
-use crate::block_map::{BlockMap, Loc, Probe};
+use crate::block_map::{BlockMap, Loc};
 
 /// A worker as the index knows it (an instance id).
 pub type WorkerKey = u64;
@@ -158,17 +158,39 @@ impl Run {
     }
 }
 
+/// The set bits of a word, lowest first.
+struct SetBits(u64);
+
+impl Iterator for SetBits {
+    type Item = u32;
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros();
+        self.0 &= self.0 - 1;
+        Some(bit)
+    }
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.0.count_ones() as usize;
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for SetBits {}
+
 /// Length of the common prefix of two hash arrays, eight at a time while they agree (the
-/// compiler turns the fixed-size comparison into a few vector compares).
+/// OR of the lanes' XORs compiles to a few vector instructions, no `memcmp` call).
 #[inline]
 fn common_prefix(a: &[SequenceHash], b: &[SequenceHash]) -> usize {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut i = 0;
     for (x, y) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
-        let x: &[SequenceHash; 8] = x.try_into().unwrap_or(&[0; 8]);
-        let y: &[SequenceHash; 8] = y.try_into().unwrap_or(&[1; 8]);
-        if x != y {
+        let diff = x.iter().zip(y).fold(0, |acc, (x, y)| acc | (x ^ y));
+        if diff != 0 {
             break;
         }
         i += 8;
@@ -285,67 +307,71 @@ impl BlockTable {
     }
 
     /// Marks `slot` as holding the chain `blocks` (in order, after `parent`; `hash_of` reads a
-    /// block's sequence hash). Returns (blocks newly held, blocks already held).
+    /// block's sequence hash). Returns (blocks newly held, blocks already held, whether
+    /// `slot` held `parent`).
     pub(crate) fn store<B>(
         &mut self,
         slot: u32,
         parent: Option<SequenceHash>,
         blocks: &[B],
         hash_of: impl Fn(&B) -> SequenceHash,
-    ) -> (usize, usize) {
+    ) -> (usize, usize, bool) {
         let (mut added, mut duplicate) = (0, 0);
-        let mut prev = parent;
-        // A run held by `slot` alone whose last block is `prev`: new blocks append to it.
-        let mut open: Option<u32> = None;
-        // Room for every block now, so a vacant probe stays valid until its block is filled
-        // in (nothing below inserts or removes otherwise): a new block costs one probe.
+        // Room for every block now, so nothing below grows the map: a new block costs one
+        // probe.
         self.map.reserve(blocks.len());
         // Touch every block's slot first: the loads are independent, so their cache misses
         // overlap instead of serialising inside the loop.
-        self.map.touch(blocks.iter().map(&hash_of));
+        self.map
+            .touch(parent.into_iter().chain(blocks.iter().map(&hash_of)));
+        let parent_loc = parent.and_then(|p| self.map.get(&p));
+        let parent_held =
+            parent_loc.is_some_and(|loc| holds(&self.runs[loc.run as usize].holders, slot));
+        // The last block handled (`parent` at first) and where it is now.
+        let mut prev_hash = parent;
+        let mut prev = parent_loc;
         let mut i = 0;
         while i < blocks.len() {
             let hash = hash_of(&blocks[i]);
-            // Where a new block would go: the open run, or the run ending in `prev` if `slot`
-            // alone holds it. Computed before the probe so a new block costs one probe.
-            let target = open.or_else(|| {
-                let loc = self.map.get(&prev?)?;
-                let run = &self.runs[loc.run as usize];
-                (run.index(loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot))
-                    .then_some(loc.run)
-            });
-            let loc = match self.map.probe(hash) {
-                Probe::Found(at) => self.map.loc_at(at),
-                Probe::Vacant(at) => {
-                    let id = match target {
-                        Some(id) => {
-                            let run = &mut self.runs[id as usize];
-                            let pos = run.pos(run.blocks.len());
-                            run.blocks.push(hash);
-                            self.map.fill(at, hash, Loc { run: id, pos });
-                            id
-                        }
+            let loc = match self.map.get(&hash) {
+                Some(loc) => loc,
+                None => {
+                    // New blocks from here on: they append to the run ending in `prev` when
+                    // `slot` alone holds it, else start a run of their own, and go into the
+                    // map in one tight loop until a block turns out to be known already.
+                    let append = prev.filter(|loc| {
+                        let run = &self.runs[loc.run as usize];
+                        run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot)
+                    });
+                    let id = match append {
+                        Some(loc) => loc.run,
                         None => {
                             let mut holders = Holders::new();
                             set_holder(&mut holders, slot);
-                            let id =
-                                alloc_run(&mut self.runs, &mut self.free_runs, vec![hash], holders);
-                            self.map.fill(at, hash, Loc { run: id, pos: 0 });
-                            id
+                            alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders)
                         }
                     };
-                    open = Some(id);
-                    added += 1;
-                    prev = Some(hash);
-                    i += 1;
+                    let run = &mut self.runs[id as usize];
+                    let first_pos = run.pos(run.blocks.len());
+                    let rest = &blocks[i..];
+                    let n = self.map.insert_absent(rest, &hash_of, id, first_pos);
+                    debug_assert!(n > 0, "the first block was absent");
+                    run.blocks.extend(rest[..n].iter().map(&hash_of));
+                    added += n;
+                    i += n;
+                    prev_hash = Some(hash_of(&rest[n - 1]));
+                    prev = Some(Loc {
+                        run: id,
+                        pos: first_pos.wrapping_add(n as u32 - 1),
+                    });
                     continue;
                 }
             };
-            open = None;
             let run = &self.runs[loc.run as usize];
             if holds(&run.holders, slot) {
                 duplicate += 1;
-                prev = Some(hash);
+                prev_hash = Some(hash);
+                prev = Some(loc);
                 i += 1;
                 continue;
             }
@@ -358,14 +384,17 @@ impl BlockTable {
                 .count();
             let id = self.isolate(loc.run, off, len);
             set_holder(&mut self.runs[id as usize].holders, slot);
-            if let Some(p) = prev {
+            let last = hash_of(&blocks[i + len - 1]);
+            if let Some(p) = prev_hash {
                 self.merge_after(p, id);
             }
             added += len;
             i += len;
-            prev = Some(hash_of(&blocks[i - 1]));
+            // `isolate` and `merge_after` may have moved it.
+            prev_hash = Some(last);
+            prev = self.map.get(&last);
         }
-        (added, duplicate)
+        (added, duplicate, parent_held)
     }
 
     /// Unmarks `slot` as holding each of `hashes`. Returns (blocks removed, blocks `slot` did
@@ -388,22 +417,23 @@ impl BlockTable {
                 continue;
             }
             // The stretch of the event that walks along this run, tail first or head first.
-            let (mut lo, mut hi) = (run.index(loc), run.index(loc));
-            let mut j = i + 1;
-            while j < hashes.len() && lo > 0 && run.blocks[lo - 1] == hashes[j] {
-                lo -= 1;
-                j += 1;
-            }
-            if j == i + 1 {
-                while j < hashes.len()
-                    && hi + 1 < run.blocks.len()
-                    && run.blocks[hi + 1] == hashes[j]
-                {
-                    hi += 1;
-                    j += 1;
-                }
-            }
-            let len = hi - lo + 1;
+            let at = run.index(loc);
+            let rest = &hashes[i + 1..];
+            let back = rest
+                .iter()
+                .zip(run.blocks[..at].iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            let forward = if back == 0 {
+                rest.iter()
+                    .zip(&run.blocks[at + 1..])
+                    .take_while(|(a, b)| a == b)
+                    .count()
+            } else {
+                0
+            };
+            let (lo, len) = (at - back, 1 + back + forward);
+            let j = i + len;
             if only_holder(&run.holders, slot) {
                 // The blocks leave the table: drop them without re-pointing them first.
                 self.delete_range(loc.run, lo, len);
@@ -509,23 +539,18 @@ impl BlockTable {
     fn delete_range(&mut self, run: u32, off: usize, len: usize) {
         let total = self.runs[run as usize].blocks.len();
         let (before, after) = (off, total - off - len);
+        let r = &mut self.runs[run as usize];
+        self.map.remove_all(&r.blocks[off..off + len]);
         if after > before {
-            let r = &mut self.runs[run as usize];
-            let mut head: Vec<_> = r.blocks.drain(..off + len).collect();
+            let head: Vec<_> = r.blocks.drain(..off + len).take(off).collect();
             r.base = r.base.wrapping_add((off + len) as u32);
-            for hash in head.drain(off..) {
-                self.map.remove(&hash);
-            }
             if !head.is_empty() {
                 let holders = self.runs[run as usize].holders.clone();
                 self.new_run(head, holders);
             }
         } else {
-            let r = &mut self.runs[run as usize];
             let tail = r.blocks.split_off(off + len);
-            for hash in r.blocks.drain(off..) {
-                self.map.remove(&hash);
-            }
+            r.blocks.truncate(off);
             if !tail.is_empty() {
                 let holders = self.runs[run as usize].holders.clone();
                 self.new_run(tail, holders);
@@ -617,6 +642,11 @@ impl BlockTable {
     fn stretch(&self, loc: Loc, blocks: &[SequenceHash], i: usize) -> (usize, &Run) {
         let run = &self.runs[loc.run as usize];
         let rest = &run.blocks[run.index(loc) + 1..];
+        // A request that follows the run to its end probes the map next at the block after
+        // it: start that load now, so its miss overlaps the one reading the run's array.
+        if let Some(&next) = blocks.get(i + 1 + rest.len()) {
+            self.map.touch(std::iter::once(next));
+        }
         (1 + common_prefix(rest, &blocks[i + 1..]), run)
     }
 
@@ -681,15 +711,12 @@ impl BlockTable {
     }
 
     #[inline]
-    fn emit(&self, mut bits: u64, word: u32, depth: u32, out: &mut OverlapScores) {
-        while bits != 0 {
-            let slot = word * 64 + bits.trailing_zeros();
-            bits &= bits - 1;
-            out.scores.push(WorkerOverlap {
-                worker: self.keys[slot as usize],
-                blocks: depth,
-            });
-        }
+    fn emit(&self, bits: u64, word: u32, depth: u32, out: &mut OverlapScores) {
+        // An exact-size iterator, so the result grows once per call, not once per worker.
+        out.scores.extend(SetBits(bits).map(|bit| WorkerOverlap {
+            worker: self.keys[(word * 64 + bit) as usize],
+            blocks: depth,
+        }));
     }
 
     /// Blocks `slot` holds (O(runs)).
@@ -734,6 +761,11 @@ impl BlockTable {
             + map_bytes(&self.slot_of)
             + self.keys.capacity() * 8
             + self.free.capacity() * 4
+    }
+
+    /// Bytes of [`BlockTable::memory_bytes`] outside the heap (the map's own mapping).
+    pub(crate) fn mapped_bytes(&self) -> usize {
+        self.map.mapped_bytes()
     }
 
     /// Panics when the structure's invariants do not hold (for tests).
@@ -789,7 +821,7 @@ mod tests {
         for (w, n) in [(0u64, 3u64), (100, 2), (149, 1)] {
             let slot = t.slot(w).unwrap();
             let chain: Vec<u64> = (1..=n).collect();
-            assert_eq!(t.store(slot, None, &chain, |h| *h), (n as usize, 0));
+            assert_eq!(t.store(slot, None, &chain, |h| *h), (n as usize, 0, false));
             t.check();
         }
         let mut out = OverlapScores::default();

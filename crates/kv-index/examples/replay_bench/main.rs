@@ -13,7 +13,7 @@ use workload::{Args, Choice, Request, Switchyard, best, replay};
 fn main() {
     let (args, requests) = workload::setup("replay_bench", "per configuration");
     println!(
-        "{:>7} {:>7} {:>8} {:>10} {:>10} {:>12} {:>7} {:>7} {:>6} {:>8} {:>7} {:>7}",
+        "{:>7} {:>7} {:>8} {:>10} {:>10} {:>12} {:>7} {:>7} {:>14} {:>6} {:>8} {:>7} {:>7}",
         "choice",
         "workers",
         "cache",
@@ -22,6 +22,7 @@ fn main() {
         "block ops/s",
         "p50 µs",
         "p99 µs",
+        "decide p50/p99",
         "hit",
         "blocks",
         "runs",
@@ -67,7 +68,7 @@ fn run_config(args: &Args, requests: &[Request], choice: Choice, workers: usize,
     let mut total = best(runs);
     total.final_distinct_blocks = distinct;
     println!(
-        "{:>7} {:>7} {:>8} {:>10.0} {:>10.0} {:>12.3e} {:>7.2} {:>7.2} {:>6.3} {:>8} {:>7} {:>7.1}",
+        "{:>7} {:>7} {:>8} {:>10.0} {:>10.0} {:>12.3e} {:>7.2} {:>7.2} {:>14} {:>6.3} {:>8} {:>7} {:>7.1}",
         choice.name(),
         workers,
         cache,
@@ -76,6 +77,11 @@ fn run_config(args: &Args, requests: &[Request], choice: Choice, workers: usize,
         total.block_ops_per_s(),
         total.percentile_us(0.50),
         total.percentile_us(0.99),
+        format!(
+            "{:.2}/{:.2}",
+            total.decision_percentile_us(0.50),
+            total.decision_percentile_us(0.99)
+        ),
         total.hit_rate(),
         distinct,
         runs_in_index,

@@ -115,6 +115,10 @@ pub trait ReplayIndex {
     /// Returns whether the index reported the event as inconsistent.
     fn apply(&mut self, worker: u64, event: Self::Event) -> bool;
     fn memory_estimate(&self) -> Option<usize>;
+    /// Bytes the index holds outside the heap allocator (memory mappings).
+    fn mapped_bytes(&self) -> usize {
+        0
+    }
     /// Tells the index how many blocks the workers can hold in all, as a router learns from
     /// their KV capacity; an index without such an API ignores it.
     fn expect_blocks(&mut self, _blocks: usize) {}
@@ -189,6 +193,9 @@ impl ReplayIndex for Switchyard {
     fn memory_estimate(&self) -> Option<usize> {
         Some(self.index.memory_bytes())
     }
+    fn mapped_bytes(&self) -> usize {
+        self.index.mapped_bytes()
+    }
 }
 
 /// A worker's prefix cache: LRU over block hashes.
@@ -247,6 +254,9 @@ pub struct ReplayReport {
     pub inconsistent_events: u64,
     pub lookup_ns: u64,
     pub event_ns: u64,
+    /// Per request, lookup + score reading + worker choice (the router's decision; not part
+    /// of the index time).
+    pub decision_latency_ns: Vec<u32>,
     pub lookup_latency_ns: Vec<u32>,
     pub final_distinct_blocks: usize,
     pub final_worker_blocks: usize,
@@ -268,13 +278,13 @@ impl ReplayReport {
     pub fn block_ops_per_s(&self) -> f64 {
         (self.lookup_blocks + self.event_blocks) as f64 / self.index_seconds()
     }
+    /// Lookup latency at percentile `p`, µs.
     pub fn percentile_us(&mut self, p: f64) -> f64 {
-        if self.lookup_latency_ns.is_empty() {
-            return 0.0;
-        }
-        self.lookup_latency_ns.sort_unstable();
-        let i = ((self.lookup_latency_ns.len() - 1) as f64 * p).round() as usize;
-        f64::from(self.lookup_latency_ns[i]) / 1e3
+        percentile_us(&mut self.lookup_latency_ns, p)
+    }
+    /// Routing decision time (lookup + choice) at percentile `p`, µs.
+    pub fn decision_percentile_us(&mut self, p: f64) -> f64 {
+        percentile_us(&mut self.decision_latency_ns, p)
     }
     pub fn hit_rate(&self) -> f64 {
         self.hit_blocks as f64 / self.lookup_blocks.max(1) as f64
@@ -283,6 +293,15 @@ impl ReplayReport {
     pub fn mb_per_million_blocks(&self, bytes: usize) -> f64 {
         bytes as f64 / self.final_distinct_blocks.max(1) as f64
     }
+}
+
+fn percentile_us(latencies_ns: &mut [u32], p: f64) -> f64 {
+    if latencies_ns.is_empty() {
+        return 0.0;
+    }
+    latencies_ns.sort_unstable();
+    let i = ((latencies_ns.len() - 1) as f64 * p).round() as usize;
+    f64::from(latencies_ns[i]) / 1e3
 }
 
 /// Replays `requests` over `workers` workers with `cache_blocks` blocks each.
@@ -304,6 +323,7 @@ pub fn replay<I: ReplayIndex>(
     let mut evicted = Vec::new();
     let mut report = ReplayReport {
         lookup_latency_ns: Vec::with_capacity(requests.len()),
+        decision_latency_ns: Vec::with_capacity(requests.len()),
         routed: vec![0; workers],
         ..ReplayReport::default()
     };
@@ -319,6 +339,8 @@ pub fn replay<I: ReplayIndex>(
         let t = Instant::now();
         index.lookup(req, query);
         let ns = t.elapsed().as_nanos() as u64;
+        // The routing decision: the lookup above plus reading its scores and choosing.
+        let decision_start = t;
         report.lookup_ns += ns;
         report
             .lookup_latency_ns
@@ -347,6 +369,10 @@ pub fn replay<I: ReplayIndex>(
                     .then(a.cmp(&b))
             })
             .unwrap_or(0);
+        let decision_ns = decision_start.elapsed().as_nanos() as u64;
+        report
+            .decision_latency_ns
+            .push(decision_ns.min(u64::from(u32::MAX)) as u32);
         let end = req.arrival_ms + req.output_tokens * 25;
         in_flight[chosen].push(std::cmp::Reverse((end, n as u64)));
         decode_blocks[chosen] += n as u64;
