@@ -201,7 +201,7 @@ pub(crate) async fn unary(
                         index: i as u32,
                         message: ResponseMessage {
                             role: "assistant",
-                            content: (!(p.content.is_empty() && !tool_calls.is_empty()))
+                            content: (!p.content.is_empty() || tool_calls.is_empty())
                                 .then_some(p.content.as_str()),
                             reasoning_content: (!p.reasoning.is_empty())
                                 .then_some(p.reasoning.as_str()),
