@@ -46,13 +46,15 @@ pub struct ModelPipeline {
 /// How a model's chat output is parsed (`--tool-call-parser`, `--reasoning-parser`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OutputParsing {
-    /// `None`: guess the tool-call format from the chat template (or the model name).
-    pub tool_parser: Option<ToolParserChoice>,
+    pub tool_parser: ToolParserChoice,
     pub reasoning_parser: Option<ReasoningParserKind>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ToolParserChoice {
+    /// Guess the format from the chat template's markers (or the model name).
+    #[default]
+    Auto,
     /// Never parse tool calls.
     Off,
     Kind(ToolParserKind),
@@ -132,9 +134,11 @@ impl ModelPipeline {
     /// guessed from the chat template (the markers it writes) or the model name.
     pub fn with_output_parsing(mut self, parsing: OutputParsing) -> Self {
         self.tool_parser = match parsing.tool_parser {
-            Some(ToolParserChoice::Off) => None,
-            Some(ToolParserChoice::Kind(kind)) => Some(kind),
-            None => guess_tool_parser(self.card.chat_template.as_deref(), &self.name),
+            ToolParserChoice::Off => None,
+            ToolParserChoice::Kind(kind) => Some(kind),
+            ToolParserChoice::Auto => {
+                guess_tool_parser(self.card.chat_template.as_deref(), &self.name)
+            }
         };
         self.reasoning_parser = parsing.reasoning_parser;
         self

@@ -172,7 +172,7 @@ pub struct FrontendArgs {
     /// pythonic, deepseek_v3, deepseek_v31.
     #[arg(long, env = "SWITCHYARD_TOOL_CALL_PARSER", default_value = "auto",
           value_parser = parse_tool_call_parser)]
-    pub tool_call_parser: Option<ToolParserChoice>,
+    pub tool_call_parser: ToolParserChoice,
 
     /// Splits `<think>` reasoning into `reasoning_content`: deepseek_r1 or qwen3 (off unless set).
     #[arg(long, env = "SWITCHYARD_REASONING_PARSER", value_parser = parse_reasoning_parser)]
@@ -188,14 +188,14 @@ impl FrontendArgs {
     }
 }
 
-/// `auto` is `None` (guess per model), `none` turns parsing off.
-fn parse_tool_call_parser(name: &str) -> Result<Option<ToolParserChoice>, String> {
+/// `auto` guesses per model, `none` turns parsing off.
+fn parse_tool_call_parser(name: &str) -> Result<ToolParserChoice, String> {
     match name {
-        "auto" => Ok(None),
-        "none" => Ok(Some(ToolParserChoice::Off)),
+        "auto" => Ok(ToolParserChoice::Auto),
+        "none" => Ok(ToolParserChoice::Off),
         _ => name
             .parse::<ToolParserKind>()
-            .map(|kind| Some(ToolParserChoice::Kind(kind)))
+            .map(ToolParserChoice::Kind)
             .map_err(|e| format!("{e}, or auto, none")),
     }
 }
@@ -490,6 +490,27 @@ mod tests {
         assert_eq!(args.frontend.grpc_port, 8001);
         assert_eq!(args.frontend.grpc_metrics_port, 8788);
         assert_eq!(args.frontend.grpc_host, None);
+    }
+
+    #[test]
+    fn output_parser_flags_parse() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.frontend.tool_call_parser, ToolParserChoice::Auto);
+        assert_eq!(args.frontend.reasoning_parser, None);
+        let args = parse(&["--tool-call-parser", "qwen", "--reasoning-parser", "qwen3"]).unwrap();
+        assert_eq!(
+            args.frontend.tool_call_parser,
+            ToolParserChoice::Kind(ToolParserKind::Hermes)
+        );
+        assert_eq!(
+            args.frontend.reasoning_parser,
+            Some(ReasoningParserKind::Qwen3)
+        );
+        let args = parse(&["--tool-call-parser", "none"]).unwrap();
+        assert_eq!(args.frontend.tool_call_parser, ToolParserChoice::Off);
+        let err = parse(&["--tool-call-parser", "xml"]).unwrap_err();
+        assert!(err.contains("hermes") && err.contains("auto"), "{err}");
+        assert!(parse(&["--reasoning-parser", "o1"]).is_err());
     }
 
     #[test]
