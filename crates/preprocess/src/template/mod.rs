@@ -781,7 +781,8 @@ mod tests {
         assert_eq!(messages[0]["content"], "a\nb");
         assert_eq!(messages[1], untouched);
         assert_eq!(messages[2]["content"], "plain");
-        assert!(messages[3]["content"].is_null());
+        // No content (an assistant that only calls tools) renders as an empty string.
+        assert_eq!(messages[3]["content"], "");
         assert_eq!(messages[4]["content"], "");
     }
 
