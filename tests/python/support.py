@@ -74,6 +74,7 @@ class Server:
     # == 200 (for servers that must never become ready, e.g. --workers 0).
     ready: str = "health"
     workers: int = 2
+    engine: str = "echo"
 
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -107,7 +108,7 @@ class Server:
             "--http-port",
             str(self.port),
             "--engine",
-            "echo",
+            self.engine,
             "--workers",
             str(self.workers),
             "--model-path",

@@ -16,6 +16,8 @@
 //!   chunk classifier (crates/bench).
 //! - [`check_kserve_request`]: protobuf `ModelInferRequest` bytes → the KServe tensor mapping and
 //!   validation (crates/kserve).
+//! - [`check_kv_events`]: engine KV event batches (msgpack from ZMQ) → the decoder, a re-encode
+//!   round trip in both layouts, and the ingest (crates/kv-events-zmq).
 //!
 //! [`ByteSource`] turns fuzz bytes into structured choices; [`models`] loads the test models
 //! (`scripts/fetch-test-models.sh`) once per process; [`TARGETS`] and [`check`] name the checkers
@@ -24,6 +26,7 @@
 mod bytes;
 mod chat_template;
 mod kserve_request;
+mod kv_events;
 pub mod models;
 mod openai_request;
 mod postprocess;
@@ -32,17 +35,19 @@ mod sse_client;
 pub use bytes::ByteSource;
 pub use chat_template::check_chat_template;
 pub use kserve_request::check_kserve_request;
+pub use kv_events::check_kv_events;
 pub use openai_request::check_openai_request;
 pub use postprocess::check_postprocess;
 pub use sse_client::check_sse_client;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 5] = [
+pub const TARGETS: [&str; 6] = [
     "openai_request",
     "chat_template",
     "postprocess",
     "sse_client",
     "kserve_request",
+    "kv_events",
 ];
 
 /// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
@@ -65,6 +70,7 @@ pub fn check(target: &str, data: &[u8]) -> Option<()> {
         "postprocess" => check_postprocess(data),
         "sse_client" => check_sse_client(data),
         "kserve_request" => check_kserve_request(data),
+        "kv_events" => check_kv_events(data),
         _ => return None,
     }
     Some(())
