@@ -40,11 +40,17 @@ impl Retokenizer {
         }
         let commit = tokens.len() - HOLD_BACK;
         // Cut after the last committed token whose end is a clean char boundary that the next
-        // token starts at or after (byte-level tokens inside one char share offsets).
+        // token ends beyond: byte-level tokens of one character all carry that character's
+        // offsets, and must be committed together.
         let mut cut_tokens = 0;
         let mut cut_bytes = 0;
-        for (i, &(_, end)) in tokens.iter().enumerate().take(commit) {
-            if end <= self.pending.len() && self.pending.is_char_boundary(end) && end > cut_bytes {
+        for i in 0..commit {
+            let end = tokens[i].1;
+            if end <= self.pending.len()
+                && self.pending.is_char_boundary(end)
+                && end > cut_bytes
+                && tokens[i + 1].1 > end
+            {
                 cut_tokens = i + 1;
                 cut_bytes = end;
             }
@@ -98,6 +104,39 @@ mod tests {
             }
             Ok(out)
         }
+    }
+
+    /// Every character is two tokens (its bytes split), both with the character's end offset.
+    struct SplitChars;
+
+    impl TextTokenizer for SplitChars {
+        fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, usize)>, String> {
+            Ok(text
+                .char_indices()
+                .flat_map(|(i, c)| {
+                    let end = i + c.len_utf8();
+                    [(c as u32 * 2, end), (c as u32 * 2 + 1, end)]
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn tokens_sharing_a_characters_offsets_are_committed_together() {
+        let text = "👨‍👩‍👧 ok 🤖";
+        let whole: Vec<u32> = SplitChars
+            .encode_with_offsets(text)
+            .unwrap()
+            .iter()
+            .map(|t| t.0)
+            .collect();
+        let mut r = Retokenizer::new();
+        let mut out = Vec::new();
+        for c in text.chars() {
+            r.push(&SplitChars, &c.to_string(), &mut out).unwrap();
+        }
+        r.finish(&SplitChars, &mut out).unwrap();
+        assert_eq!(out, whole);
     }
 
     #[test]
