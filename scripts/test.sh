@@ -76,10 +76,12 @@ pick_python() {
 
 setup_venv() {
   local requirements="tests/python/requirements.txt" stamp=".venv/.requirements.sha256"
+  # Packages installed without their dependencies (sglang: only its KV event publisher is used).
+  local nodeps="tests/python/requirements-nodeps.txt"
   local want
-  want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+  want="$(cat "$requirements" "$nodeps" | sha256sum | cut -d' ' -f1)"
   if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout, tritonclient.grpc' 2>/dev/null; then
+    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout, tritonclient.grpc, msgspec, zmq' 2>/dev/null; then
     echo ".venv up to date"
     return
   fi
@@ -95,6 +97,7 @@ setup_venv() {
     "$py" -m venv .venv
   fi
   .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -r "$nodeps"
   echo "$want" >"$stamp"
   .venv/bin/python -c 'import openai, httpx, pytest; print("openai", openai.__version__, "httpx", httpx.__version__, "pytest", pytest.__version__)'
 }

@@ -19,7 +19,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use switchyard_protocol::kv::KvCacheEvent;
-use switchyard_protocol::{EngineOutput, PreprocessedRequest};
+use switchyard_protocol::{EngineOutput, PreprocessedRequest, TokenId};
 
 pub mod echo;
 pub mod mocker;
@@ -89,4 +89,18 @@ pub enum EngineEvent {
 /// and must never block or wait: queue, forward or drop, but return at once.
 pub trait EngineEventSink: Send + Sync + 'static {
     fn publish(&self, event: EngineEvent);
+
+    /// Whether this sink wants the token ids of stored blocks ([`Self::publish_kv_with_tokens`]):
+    /// one that re-publishes events in an engine's wire format (vLLM's `BlockStored` carries
+    /// them) does. Engines ask once, when they start; collecting tokens costs a copy per block.
+    fn wants_block_tokens(&self) -> bool {
+        false
+    }
+
+    /// A KV event with the token ids of its stored blocks (`block_size` per block, in order),
+    /// for sinks that [want them](Self::wants_block_tokens). The default drops the tokens.
+    fn publish_kv_with_tokens(&self, event: KvCacheEvent, token_ids: &[TokenId]) {
+        let _ = token_ids;
+        self.publish(EngineEvent::Kv(event));
+    }
 }

@@ -18,6 +18,8 @@
 //!   validation (crates/kserve).
 //! - [`check_tool_parsers`]: model output through the tool-call and reasoning parsers, cut into
 //!   pushes every way, against the unary parse (crates/parsers).
+//! - [`check_kv_events`]: engine KV event batches (msgpack from ZMQ) → the decoder, a re-encode
+//!   round trip in both layouts, and the ingest (crates/kv-events-zmq).
 //!
 //! [`ByteSource`] turns fuzz bytes into structured choices; [`models`] loads the test models
 //! (`scripts/fetch-test-models.sh`) once per process; [`TARGETS`] and [`check`] name the checkers
@@ -26,6 +28,7 @@
 mod bytes;
 mod chat_template;
 mod kserve_request;
+mod kv_events;
 pub mod models;
 mod openai_request;
 mod postprocess;
@@ -35,19 +38,21 @@ mod tool_parsers;
 pub use bytes::ByteSource;
 pub use chat_template::check_chat_template;
 pub use kserve_request::check_kserve_request;
+pub use kv_events::check_kv_events;
 pub use openai_request::check_openai_request;
 pub use postprocess::check_postprocess;
 pub use sse_client::check_sse_client;
 pub use tool_parsers::check_tool_parsers;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 6] = [
+pub const TARGETS: [&str; 7] = [
     "openai_request",
     "chat_template",
     "postprocess",
     "sse_client",
     "kserve_request",
     "tool_parsers",
+    "kv_events",
 ];
 
 /// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
@@ -71,6 +76,7 @@ pub fn check(target: &str, data: &[u8]) -> Option<()> {
         "sse_client" => check_sse_client(data),
         "kserve_request" => check_kserve_request(data),
         "tool_parsers" => check_tool_parsers(data),
+        "kv_events" => check_kv_events(data),
         _ => return None,
     }
     Some(())

@@ -61,6 +61,11 @@ fn tool_parsers_seeds() {
 }
 
 #[test]
+fn kv_events_seeds() {
+    run_seeds("kv_events");
+}
+
+#[test]
 fn every_target_has_seeds_and_a_test() {
     // A new target added to TARGETS needs a seed directory (and a test function above).
     for target in TARGETS {

@@ -47,6 +47,8 @@ pub enum EngineKind {
     Echo,
     /// A simulated GPU engine with a timing model.
     Mocker,
+    /// Forwards token-id requests to an OpenAI-compatible server (vLLM, SGLang): --upstream.
+    Openai,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -219,12 +221,14 @@ pub struct EngineArgs {
     #[arg(long, env = "SWITCHYARD_SPEEDUP_RATIO", default_value_t = 1.0)]
     pub speedup_ratio: f64,
 
-    /// Mocker: tokens per KV cache block.
+    /// Tokens per KV cache block (the mocker's; an upstream engine's when its KV events are
+    /// consumed).
     #[arg(long, env = "SWITCHYARD_BLOCK_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub block_size: u32,
 
-    /// Mocker: KV cache blocks per worker.
+    /// KV cache blocks per worker (the mocker's; an upstream engine's when its KV events are
+    /// consumed).
     #[arg(long, env = "SWITCHYARD_NUM_GPU_BLOCKS", default_value_t = 16384)]
     pub num_gpu_blocks: usize,
 
@@ -251,6 +255,9 @@ pub struct EngineArgs {
     /// Name clients use for the model (default: the model folder's name).
     #[arg(long, env = "SWITCHYARD_MODEL_NAME")]
     pub model_name: Option<String>,
+
+    #[command(flatten)]
+    pub external: crate::external::ExternalEngineArgs,
 }
 
 /// How processes find and reach each other.
@@ -425,7 +432,10 @@ impl EngineArgs {
                 self.speedup_ratio
             ));
         }
-        Ok(())
+        self.external.validate(
+            self.engine == EngineKind::Openai,
+            self.engine == EngineKind::Mocker,
+        )
     }
 }
 
@@ -618,6 +628,52 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("--event-plane"), "{err}");
         assert!(parse_cmd(&["frontend"]).is_err(), "--discovery is required");
+    }
+
+    #[test]
+    fn external_engine_flags() {
+        let args = parse(&[
+            "--engine",
+            "openai",
+            "--upstream",
+            "http://127.0.0.1:8001,http://127.0.0.1:8002",
+            "--kv-events-endpoint",
+            "tcp://127.0.0.1:5557",
+            "--kv-events-replay-endpoint",
+            "tcp://127.0.0.1:5600",
+        ])
+        .unwrap();
+        assert_eq!(args.engine.engine, EngineKind::Openai);
+        assert_eq!(args.engine.external.upstream_workers(), Some(2));
+        let err = parse(&["--engine", "openai"]).unwrap_err();
+        assert!(err.contains("--upstream"), "{err}");
+        let err = parse(&["--upstream", "http://h:1"]).unwrap_err();
+        assert!(err.contains("--engine openai"), "{err}");
+        let err = parse(&["--engine", "openai", "--upstream", "h:1"]).unwrap_err();
+        assert!(err.contains("http://"), "{err}");
+        let err = parse(&[
+            "--kv-events-endpoint",
+            "udp://h:1",
+            "--kv-events-publish",
+            "tcp://h:1",
+        ])
+        .unwrap_err();
+        assert!(err.contains("tcp://host:port"), "{err}");
+        let err = parse(&["--kv-events-replay-endpoint", "tcp://h:1"]).unwrap_err();
+        assert!(err.contains("needs --kv-events-endpoint"), "{err}");
+        let err = parse(&["--engine", "echo", "--kv-events-publish", "tcp://h:1"]).unwrap_err();
+        assert!(err.contains("--engine mocker"), "{err}");
+        let err = parse(&["--kv-events-endpoint", "tcp://h:1"]).unwrap_err();
+        assert!(err.contains("--kv-events-publish"), "{err}");
+        assert!(
+            parse(&[
+                "--kv-events-endpoint",
+                "tcp://h:1",
+                "--kv-events-publish",
+                "tcp://h:1"
+            ])
+            .is_ok()
+        );
     }
 
     #[test]

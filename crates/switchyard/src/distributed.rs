@@ -17,9 +17,10 @@ use switchyard_runtime::{Endpoint, InstanceSnapshot, WorkerId, WorkerInstance};
 use tokio::sync::watch;
 
 use crate::cli::{ClusterArgs, FrontendProcessArgs, WorkerProcessArgs};
+use crate::external;
 use crate::serve::{
-    BuiltEngine, EngineModel, FrontDoorSettings, build_engine, engine_limits, load_card,
-    router_config, serve_front_doors, shutdown_token,
+    BuiltEngine, EngineModel, FrontDoorSettings, engine_limits, load_card, router_config,
+    serve_front_doors, shutdown_token,
 };
 
 async fn connect_discovery(cluster: &ClusterArgs) -> anyhow::Result<EtcdDiscovery> {
@@ -60,6 +61,7 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
         vocab_size,
         context_length,
     } = EngineModel::of(&args.engine, &card);
+    let tokenizer = external::tokenizer_of(&card);
     drop(card);
     // Random and never 0: two workers of one namespace must not collide.
     let id = WorkerId(rand::random::<u64>() | 1);
@@ -69,10 +71,14 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
     let sink = events.clone().map(|plane| {
         Arc::new(EngineEventPublisher { plane, worker: id }) as Arc<dyn EngineEventSink>
     });
-    let engine = build_engine(&args.engine, vocab_size, sink)?;
-    // Frontends that start late, or lost events, ask for the whole cache.
+    let (engine, _kv_subscriber) =
+        external::build_worker_engine(&args.engine, 0, vocab_size, &tokenizer, sink).await?;
+    // Frontends that start late, or lost events, ask for the whole cache (not when the
+    // mocker's events travel over ZMQ: their ids are the subscriber's, not the mocker's).
     let _dump_server = match (&events, &engine) {
-        (Some(plane), BuiltEngine::Mocker(mocker)) => {
+        (Some(plane), BuiltEngine::Mocker(mocker))
+            if args.engine.external.kv_events_publish.is_none() =>
+        {
             let mocker = mocker.clone();
             let runtime = tokio::runtime::Handle::current();
             // Runs on a blocking thread: waiting for the scheduler's answer there is fine.

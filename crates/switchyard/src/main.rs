@@ -3,6 +3,7 @@
 
 mod cli;
 mod distributed;
+mod external;
 mod serve;
 
 use clap::Parser;

@@ -22,12 +22,19 @@ use switchyard_runtime::{Endpoint, EngineLimits, WorkerId, WorkerInstance};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{self, EngineArgs, EngineKind, FrontendArgs, RouterModeArg, ServeArgs};
+use crate::external;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let doors = FrontDoorSettings::from_env()?;
     let (model_path, card) = load_card(&args.engine.model_path).await?;
     let model = EngineModel::of(&args.engine, &card);
+    let tokenizer = external::tokenizer_of(&card);
+    let workers = args
+        .engine
+        .external
+        .upstream_workers()
+        .unwrap_or(args.workers);
     let router_config = router_config(&args.frontend);
 
     let metrics = Arc::new(Metrics::new());
@@ -51,13 +58,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
 
     let mut registrations = Vec::new();
-    for index in 0..args.workers {
+    let mut kv_subscribers = Vec::new();
+    for index in 0..workers {
         let id = WorkerId(u64::from(index) + 1);
         let events: Arc<dyn EngineEventSink> = Arc::new(EngineEventPublisher {
             plane: event_plane.clone(),
             worker: id,
         });
-        let engine = build_engine(&args.engine, model.vocab_size, Some(events))?;
+        let (engine, subscriber) = external::build_worker_engine(
+            &args.engine,
+            index as u16,
+            model.vocab_size,
+            &tokenizer,
+            Some(events),
+        )
+        .await?;
+        kv_subscribers.extend(subscriber);
         let info = engine.info();
         request_plane.insert(id, engine.as_engine());
         registrations.push(discovery.register(WorkerInstance {
@@ -82,7 +98,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         model = %model.name,
         engine = ?args.engine.engine,
-        workers = args.workers,
+        workers,
         router = manager_router_mode(&args.frontend).as_str(),
         "serving"
     );
@@ -90,6 +106,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_token();
     serve_front_doors(&args.frontend, &doors, manager, shutdown).await?;
     drop(registrations);
+    drop(kv_subscribers);
     tracing::info!("stopped");
     Ok(())
 }
@@ -192,6 +209,7 @@ pub(crate) fn router_config(args: &FrontendArgs) -> RouterConfig {
 pub(crate) enum BuiltEngine {
     Echo(Arc<EchoEngine>),
     Mocker(Arc<MockerEngine>),
+    Upstream(Arc<switchyard_engine_upstream::UpstreamEngine>),
 }
 
 impl BuiltEngine {
@@ -199,6 +217,7 @@ impl BuiltEngine {
         match self {
             BuiltEngine::Echo(e) => e.clone(),
             BuiltEngine::Mocker(e) => e.clone(),
+            BuiltEngine::Upstream(e) => e.clone(),
         }
     }
 
@@ -227,13 +246,16 @@ pub(crate) fn build_engine(
             events,
             ..MockerConfig::default()
         })?)),
+        EngineKind::Openai => {
+            anyhow::bail!("the upstream engine is built by external::build_worker_engine")
+        }
     })
 }
 
 /// The batching limits a worker announces (the mocker's; echo has none).
 pub(crate) fn engine_limits(args: &EngineArgs) -> EngineLimits {
     match args.engine {
-        EngineKind::Echo => EngineLimits::default(),
+        EngineKind::Echo | EngineKind::Openai => EngineLimits::default(),
         EngineKind::Mocker => EngineLimits {
             max_num_seqs: u32::try_from(args.max_num_seqs).ok(),
             max_num_batched_tokens: Some(args.max_num_batched_tokens),

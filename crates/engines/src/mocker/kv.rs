@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use switchyard_protocol::TokenId;
 use switchyard_protocol::kv::{KvCacheEventData, SequenceHash, StoredBlock};
 
 /// Index of a block in the pool.
@@ -105,6 +106,9 @@ pub struct KvManager {
     cached: HashToBlock,
     /// Events not yet drained; `None` when nobody listens.
     events: Option<Vec<KvCacheEventData>>,
+    /// Token ids of the blocks in the recorded `Stored` events, in event order (`block_size`
+    /// per block); `None` unless asked for with [`KvManager::record_block_tokens`].
+    event_tokens: Option<Vec<TokenId>>,
 }
 
 impl KvManager {
@@ -137,6 +141,7 @@ impl KvManager {
             used: 0,
             cached: HashToBlock::default(),
             events: record_events.then(Vec::new),
+            event_tokens: None,
         }
     }
 
@@ -240,13 +245,34 @@ impl KvManager {
         true
     }
 
+    /// Also records the token ids of stored blocks (for a sink that publishes vLLM's wire
+    /// format); only takes effect while events are recorded.
+    pub fn record_block_tokens(&mut self) {
+        if self.events.is_some() {
+            self.event_tokens = Some(Vec::new());
+        }
+    }
+
     /// Registers the blocks of `alloc` that `computed_tokens` completed, identified by
     /// `hashes` (one per full block of the sequence, in order; blocks beyond `hashes` wait).
+    #[cfg(test)]
     pub fn register_full_blocks(
         &mut self,
         alloc: &mut KvAllocation,
         hashes: &[StoredBlock],
         computed_tokens: usize,
+    ) {
+        self.register_full_blocks_of(alloc, hashes, computed_tokens, &[]);
+    }
+
+    /// [`Self::register_full_blocks`] for a sequence whose tokens are `tokens` (recorded with
+    /// the events if [`Self::record_block_tokens`] asked for them).
+    pub fn register_full_blocks_of(
+        &mut self,
+        alloc: &mut KvAllocation,
+        hashes: &[StoredBlock],
+        computed_tokens: usize,
+        tokens: &[TokenId],
     ) {
         if !self.prefix_caching {
             return;
@@ -272,6 +298,11 @@ impl KvManager {
             let parent = i.checked_sub(1).map(|p| hashes[p].sequence_hash);
             self.pool[mine as usize].registered = Some(Registered { block, parent });
             self.cached.insert(block.sequence_hash, mine);
+            if let Some(recorded) = &mut self.event_tokens {
+                let block = &tokens[(i * self.block_size).min(tokens.len())
+                    ..((i + 1) * self.block_size).min(tokens.len())];
+                recorded.extend_from_slice(block);
+            }
             if let Some(events) = &mut self.events {
                 match run.and_then(|at| events.get_mut(at)) {
                     Some(KvCacheEventData::Stored { blocks, .. }) => blocks.push(block),
@@ -320,6 +351,13 @@ impl KvManager {
     pub fn drain_events(&mut self, out: &mut Vec<KvCacheEventData>) {
         if let Some(events) = &mut self.events {
             out.append(events);
+        }
+    }
+
+    /// Moves the token ids recorded with the drained `Stored` events into `out`.
+    pub fn drain_event_tokens(&mut self, out: &mut Vec<TokenId>) {
+        if let Some(tokens) = &mut self.event_tokens {
+            out.append(tokens);
         }
     }
 

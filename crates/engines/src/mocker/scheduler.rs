@@ -23,8 +23,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use switchyard_protocol::FinishReason;
 use switchyard_protocol::kv::{KvCacheEvent, KvCacheEventData};
+use switchyard_protocol::{FinishReason, TokenId};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
@@ -78,6 +78,9 @@ struct Publisher {
     last_event_id: u64,
     /// Reused between steps so publishing allocates nothing per step.
     scratch: Vec<KvCacheEventData>,
+    /// Whether the sink wants stored blocks' token ids, and their buffer (reused).
+    wants_tokens: bool,
+    token_scratch: Vec<TokenId>,
     last_load: Option<EngineLoad>,
     last_load_ms: f64,
 }
@@ -108,6 +111,11 @@ impl Scheduler {
         counters: Arc<Counters>,
         sink: Option<Arc<dyn EngineEventSink>>,
     ) -> Self {
+        let mut kv = kv;
+        let wants_tokens = sink.as_ref().is_some_and(|s| s.wants_block_tokens());
+        if wants_tokens {
+            kv.record_block_tokens();
+        }
         let prefix_caching = kv.prefix_caching();
         Scheduler {
             limits,
@@ -121,6 +129,8 @@ impl Scheduler {
                 sink,
                 last_event_id: 0,
                 scratch: Vec::new(),
+                wants_tokens,
+                token_scratch: Vec::new(),
                 last_load: None,
                 last_load_ms: 0.0,
             },
@@ -191,7 +201,7 @@ impl Scheduler {
             seq.run_scheduled();
             if *prefix_caching {
                 seq.extend_hashes(seq.computed / kv.block_size());
-                kv.register_full_blocks(&mut seq.kv, &seq.hashes, seq.computed);
+                kv.register_full_blocks_of(&mut seq.kv, &seq.hashes, seq.computed, &seq.tokens);
             }
             let delivery = seq.deliver();
             if seq.is_finished() || delivery == Delivery::Cancelled {
@@ -268,19 +278,38 @@ impl Scheduler {
             sink: Some(sink),
             last_event_id,
             scratch,
+            wants_tokens,
+            token_scratch,
             ..
         } = &mut self.publisher
         else {
             return;
         };
         self.kv.drain_events(scratch);
+        self.kv.drain_event_tokens(token_scratch);
+        let block_size = self.kv.block_size();
+        let mut tokens_at = 0;
         for data in scratch.drain(..) {
             *last_event_id += 1;
-            sink.publish(EngineEvent::Kv(KvCacheEvent {
+            let tokens = match &data {
+                KvCacheEventData::Stored { blocks, .. } if *wants_tokens => {
+                    let end = tokens_at + blocks.len() * block_size;
+                    let tokens = token_scratch.get(tokens_at..end);
+                    tokens_at = end;
+                    tokens
+                }
+                _ => None,
+            };
+            let event = KvCacheEvent {
                 event_id: *last_event_id,
                 data,
-            }));
+            };
+            match tokens {
+                Some(tokens) => sink.publish_kv_with_tokens(event, tokens),
+                None => sink.publish(EngineEvent::Kv(event)),
+            }
         }
+        token_scratch.clear();
     }
 
     fn drop_cancelled(&mut self) {
