@@ -23,7 +23,7 @@ fn start() -> Server {
     Server::start_model(
         &smollm2(),
         "smollm2",
-        &["--engine", "cpu", "--workers", "1", "--cpu-threads", "2"],
+        &["--engine", "cpu", "--workers", "1", "--cpu-threads", "1"],
         &[],
     )
 }
@@ -33,7 +33,7 @@ fn ask(server: &Server, question: &str) -> Value {
         "model": "smollm2",
         "messages": [{"role": "user", "content": question}],
         "temperature": 0,
-        "max_tokens": 24,
+        "max_tokens": 12,
     });
     let (status, body) = http_request(server.port, "POST", "/v1/chat/completions", Some(&req));
     assert_eq!(status, 200, "{body}");
