@@ -56,8 +56,23 @@ pub struct ModelCard {
 }
 
 impl ModelCard {
-    /// Loads `dir`. Only `tokenizer.json` is required; every error names the file at fault.
-    pub fn load(dir: &Path) -> Result<ModelCard, PreprocessError> {
+    /// Loads a model: a Hugging Face style folder (only `tokenizer.json` is required), a GGUF
+    /// file (tokenizer, chat template and limits from its metadata), or a folder holding one
+    /// GGUF file and no `tokenizer.json`. Every error names the file at fault.
+    pub fn load(path: &Path) -> Result<ModelCard, PreprocessError> {
+        if is_gguf_file(path) {
+            return crate::gguf_card::load(path);
+        }
+        if path.is_dir()
+            && !path.join("tokenizer.json").exists()
+            && let Some(gguf) = single_gguf_in(path)?
+        {
+            return crate::gguf_card::load(&gguf);
+        }
+        Self::load_folder(path)
+    }
+
+    fn load_folder(dir: &Path) -> Result<ModelCard, PreprocessError> {
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer_bytes = match std::fs::read(&tokenizer_path) {
             Ok(bytes) => bytes,
@@ -171,6 +186,40 @@ impl ModelCard {
             .as_deref()
             .map(|source| ChatTemplate::with_special_tokens(source, self.special_tokens()))
             .transpose()
+    }
+}
+
+/// Whether `path` names a GGUF file (by its extension).
+pub fn is_gguf_file(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The one `.gguf` file in `dir`, if it has exactly one (several: an error naming them).
+pub fn single_gguf_in(dir: &Path) -> Result<Option<PathBuf>, PreprocessError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PreprocessError::model_file(dir, format!("cannot list: {e}")))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| is_gguf_file(p))
+        .collect();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => {
+            found.sort();
+            let names: Vec<String> = found.iter().map(|p| p.display().to_string()).collect();
+            Err(PreprocessError::model_file(
+                dir,
+                format!(
+                    "holds several GGUF files ({}); pass one of them",
+                    names.join(", ")
+                ),
+            ))
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //!
 //! - [`ModelCard::load`] reads a Hugging Face style folder (`tokenizer.json`,
 //!   `tokenizer_config.json`, `chat_template.jinja`, `config.json`, `generation_config.json`):
-//!   context length, EOS ids, special tokens, chat template, tokenizer.
+//!   context length, EOS ids, special tokens, chat template, tokenizer; or a GGUF file, whose
+//!   metadata ([`gguf::GgufMetadata`]) carries the same (byte-level BPE tokenizers, rebuilt as
+//!   Python `transformers` converts them).
 //! - [`ChatTemplate`] compiles a template once ([`ChatTemplate::new`] or
 //!   [`ModelCard::compile_chat_template`]) and renders a [`ChatTemplateInput`] per request
 //!   ([`ChatTemplate::render`], or [`ChatTemplate::render_continuing_final_message`] for
@@ -17,10 +19,12 @@
 
 mod card;
 mod error;
+pub mod gguf;
+mod gguf_card;
 mod template;
 mod tokenizer;
 
-pub use card::{DEFAULT_CONTEXT_LENGTH, ModelCard};
+pub use card::{DEFAULT_CONTEXT_LENGTH, ModelCard, is_gguf_file, single_gguf_in};
 pub use error::PreprocessError;
 pub use template::{ChatTemplate, ChatTemplateInput, flatten_text_content};
 pub use tokenizer::Tokenizer;

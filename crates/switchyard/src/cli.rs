@@ -49,6 +49,8 @@ pub enum EngineKind {
     Mocker,
     /// Forwards token-id requests to an OpenAI-compatible server (vLLM, SGLang): --upstream.
     Openai,
+    /// A real model (GGUF, Llama family) computed on the CPU.
+    Cpu,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -248,7 +250,12 @@ pub struct EngineArgs {
     #[arg(long, env = "SWITCHYARD_NO_ENABLE_PREFIX_CACHING")]
     pub no_enable_prefix_caching: bool,
 
-    /// Hugging Face style model folder (tokenizer.json, tokenizer_config.json, ...).
+    #[command(flatten)]
+    pub cpu: crate::cpu::CpuArgs,
+
+    /// Hugging Face style model folder (tokenizer.json, tokenizer_config.json, ...), or a GGUF
+    /// file (or a folder holding one) whose metadata carries tokenizer and chat template; the
+    /// cpu engine runs the GGUF's weights.
     #[arg(long, env = "SWITCHYARD_MODEL_PATH", default_value = "models/qwen3")]
     pub model_path: PathBuf,
 

@@ -56,13 +56,11 @@ async fn connect_events(
 pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let (model_path, card) = load_card(&args.engine.model_path).await?;
-    let EngineModel {
-        name: model_name,
-        vocab_size,
-        context_length,
-    } = EngineModel::of(&args.engine, &card);
+    let model = EngineModel::load(&args.engine, &card).await?;
     let tokenizer = external::tokenizer_of(&card);
     drop(card);
+    let model_name = model.name.clone();
+    let context_length = model.context_length;
     // Random and never 0: two workers of one namespace must not collide.
     let id = WorkerId(rand::random::<u64>() | 1);
     let discovery = connect_discovery(&args.cluster).await?;
@@ -72,7 +70,7 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
         Arc::new(EngineEventPublisher { plane, worker: id }) as Arc<dyn EngineEventSink>
     });
     let (engine, _kv_subscriber) =
-        external::build_worker_engine(&args.engine, 0, vocab_size, &tokenizer, sink).await?;
+        external::build_worker_engine(&args.engine, 0, &model, &tokenizer, sink).await?;
     // Frontends that start late, or lost events, ask for the whole cache (not when the
     // mocker's events travel over ZMQ: their ids are the subscriber's, not the mocker's).
     let _dump_server = match (&events, &engine) {
@@ -87,6 +85,13 @@ pub async fn run_worker(args: WorkerProcessArgs) -> anyhow::Result<()> {
                     .block_on(mocker.dump_cache_state())
                     .unwrap_or_default()
             });
+            Some(plane.serve_kv_dump(id, dump).await?)
+        }
+        (Some(plane), BuiltEngine::Cpu(cpu)) => {
+            let cpu = cpu.clone();
+            let runtime = tokio::runtime::Handle::current();
+            let dump: KvDumpFn =
+                Arc::new(move || runtime.block_on(cpu.dump_cache_state()).unwrap_or_default());
             Some(plane.serve_kv_dump(id, dump).await?)
         }
         _ => None,

@@ -17,7 +17,7 @@ use switchyard_kv_events_zmq::{
 use switchyard_preprocess::ModelCard;
 
 use crate::cli::{EngineArgs, EngineKind};
-use crate::serve::{BuiltEngine, build_engine};
+use crate::serve::{BuiltEngine, EngineModel, build_engine};
 
 /// Flags of engines outside the process (flattened into the engine flags).
 #[derive(Args, Debug, Clone, Default)]
@@ -229,7 +229,7 @@ pub async fn mocker_sink(
 pub async fn build_worker_engine(
     args: &EngineArgs,
     index: u16,
-    vocab_size: u32,
+    model: &EngineModel,
     tokenizer: &Arc<dyn TextTokenizer>,
     events: Option<Arc<dyn EngineEventSink>>,
 ) -> anyhow::Result<(BuiltEngine, Option<KvEventSubscriber>)> {
@@ -247,9 +247,9 @@ pub async fn build_worker_engine(
         )),
         EngineKind::Mocker => {
             let sink = mocker_sink(external, index, args.block_size, events.clone()).await?;
-            build_engine(args, vocab_size, sink)?
+            build_engine(args, model, sink)?
         }
-        _ => build_engine(args, vocab_size, events.clone())?,
+        _ => build_engine(args, model, events.clone())?,
     };
     let subscriber = match events {
         Some(sink) => spawn_subscriber(external, index, args.block_size, sink)?,

@@ -2,6 +2,7 @@
 //! hands `bench` to the load generator. No logic of its own lives here.
 
 mod cli;
+mod cpu;
 mod distributed;
 mod external;
 mod serve;
@@ -12,6 +13,15 @@ use crate::cli::{BenchCommand, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let cpu_threads = match &cli.command {
+        Command::Serve(args) => args.engine.cpu.cpu_threads,
+        Command::Worker(args) => args.engine.cpu.cpu_threads,
+        _ => None,
+    };
+    if let Err(e) = cpu::apply_thread_count(cpu_threads) {
+        eprintln!("error: cannot restart with --cpu-threads: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

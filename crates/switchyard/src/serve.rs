@@ -28,7 +28,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     args.validate().map_err(anyhow::Error::msg)?;
     let doors = FrontDoorSettings::from_env()?;
     let (model_path, card) = load_card(&args.engine.model_path).await?;
-    let model = EngineModel::of(&args.engine, &card);
+    let model = EngineModel::load(&args.engine, &card).await?;
     let tokenizer = external::tokenizer_of(&card);
     let workers = args
         .engine
@@ -68,7 +68,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (engine, subscriber) = external::build_worker_engine(
             &args.engine,
             index as u16,
-            model.vocab_size,
+            &model,
             &tokenizer,
             Some(events),
         )
@@ -138,24 +138,40 @@ pub(crate) struct EngineModel {
     pub(crate) name: String,
     pub(crate) vocab_size: u32,
     pub(crate) context_length: u32,
+    /// The cpu engine's weights, loaded once and shared by the process's workers.
+    pub(crate) cpu_model: Option<Arc<switchyard_engine_cpu::LlamaModel>>,
 }
 
 impl EngineModel {
-    pub(crate) fn of(args: &EngineArgs, card: &ModelCard) -> Self {
-        EngineModel {
+    /// Reads what the engine needs from the card; loads the weights for `--engine cpu`.
+    pub(crate) async fn load(args: &EngineArgs, card: &ModelCard) -> anyhow::Result<Self> {
+        let cpu_model = match args.engine {
+            EngineKind::Cpu => {
+                Some(crate::cpu::load_model(&args.model_path, args.cpu.cpu_weights).await?)
+            }
+            EngineKind::Echo | EngineKind::Mocker | EngineKind::Openai => None,
+        };
+        Ok(EngineModel {
             name: args.model_name.clone().unwrap_or_else(|| card.name.clone()),
             vocab_size: card.tokenizer.vocab_size() as u32,
             context_length: card.context_length,
-        }
+            cpu_model,
+        })
     }
 }
 
 /// Loads a model folder on a blocking thread: its path and card.
 pub(crate) async fn load_card(path: &Path) -> anyhow::Result<(PathBuf, ModelCard)> {
     let model_path = path.to_path_buf();
-    if !model_path.join("tokenizer.json").is_file() {
+    let gguf = switchyard_preprocess::is_gguf_file(&model_path)
+        || (model_path.is_dir()
+            && matches!(
+                switchyard_preprocess::single_gguf_in(&model_path),
+                Ok(Some(_))
+            ));
+    if !gguf && !model_path.join("tokenizer.json").is_file() {
         anyhow::bail!(
-            "model folder `{}` has no tokenizer.json: run ./scripts/quickstart.sh (it fetches the default model) or pass --model-path DIR",
+            "model folder `{}` has no tokenizer.json (nor a GGUF file): run ./scripts/quickstart.sh (it fetches the default model) or pass --model-path DIR|FILE.gguf",
             model_path.display()
         );
     }
@@ -210,6 +226,7 @@ pub(crate) enum BuiltEngine {
     Echo(Arc<EchoEngine>),
     Mocker(Arc<MockerEngine>),
     Upstream(Arc<switchyard_engine_upstream::UpstreamEngine>),
+    Cpu(Arc<switchyard_engine_cpu::CpuEngine>),
 }
 
 impl BuiltEngine {
@@ -218,6 +235,7 @@ impl BuiltEngine {
             BuiltEngine::Echo(e) => e.clone(),
             BuiltEngine::Mocker(e) => e.clone(),
             BuiltEngine::Upstream(e) => e.clone(),
+            BuiltEngine::Cpu(e) => e.clone(),
         }
     }
 
@@ -228,10 +246,18 @@ impl BuiltEngine {
 
 pub(crate) fn build_engine(
     args: &EngineArgs,
-    vocab_size: u32,
+    model: &EngineModel,
     events: Option<Arc<dyn EngineEventSink>>,
 ) -> anyhow::Result<BuiltEngine> {
+    let vocab_size = model.vocab_size;
     Ok(match args.engine {
+        EngineKind::Cpu => {
+            let weights = model
+                .cpu_model
+                .clone()
+                .context("the cpu engine's model was not loaded")?;
+            BuiltEngine::Cpu(Arc::new(crate::cpu::build(args, weights, events)?))
+        }
         EngineKind::Echo => BuiltEngine::Echo(Arc::new(EchoEngine::new(EchoConfig {
             token_delay: Duration::from_millis(args.echo_delay_ms),
         }))),
@@ -259,6 +285,10 @@ pub(crate) fn engine_limits(args: &EngineArgs) -> EngineLimits {
         EngineKind::Mocker => EngineLimits {
             max_num_seqs: u32::try_from(args.max_num_seqs).ok(),
             max_num_batched_tokens: Some(args.max_num_batched_tokens),
+        },
+        EngineKind::Cpu => EngineLimits {
+            max_num_seqs: u32::try_from(args.max_num_seqs).ok(),
+            max_num_batched_tokens: Some(args.cpu.cpu_step_tokens),
         },
     }
 }

@@ -51,12 +51,21 @@ impl Server {
     /// Starts `switchyard serve` on a free port with the test model and waits until it listens
     /// (on its gRPC port too when `extra` has `--kserve-grpc-server`).
     pub fn start(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let model = model_path();
+        Self::start_model(&model_path(), "echo-model", extra, env)
+    }
+
+    /// [`Server::start`] with another model, served as `name`.
+    pub fn start_model(
+        model: &std::path::Path,
+        name: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
         cmd.args(["serve", "--http-host", "127.0.0.1", "--http-port", "0"])
             .arg("--model-path")
-            .arg(&model)
-            .args(["--model-name", "echo-model"])
+            .arg(model)
+            .args(["--model-name", name])
             .args(extra)
             .env("SWITCHYARD_LOG", "info")
             .stdout(Stdio::null())
