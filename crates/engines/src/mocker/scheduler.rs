@@ -567,6 +567,56 @@ mod tests {
         rx
     }
 
+    /// A sink that re-publishes in an engine's wire format: it asks for the blocks' tokens.
+    #[derive(Default)]
+    struct WithTokens(Mutex<Vec<(KvCacheEvent, Vec<TokenId>)>>);
+
+    impl EngineEventSink for WithTokens {
+        fn publish(&self, _: EngineEvent) {}
+
+        fn wants_block_tokens(&self) -> bool {
+            true
+        }
+
+        fn publish_kv_with_tokens(&self, event: KvCacheEvent, token_ids: &[TokenId]) {
+            self.0.lock().push((event, token_ids.to_vec()));
+        }
+    }
+
+    #[test]
+    fn stored_events_carry_their_blocks_tokens_for_sinks_that_ask() {
+        let sink = Arc::new(WithTokens::default());
+        let mut s = Scheduler::new(
+            BatchLimits {
+                max_num_seqs: 4,
+                max_num_batched_tokens: 64,
+            },
+            KvManager::new(4, 64, true, true),
+            TimingModel::default(),
+            Arc::default(),
+            Some(sink.clone()),
+        );
+        let prompt: Vec<TokenId> = (100..110).collect();
+        let _rx = submit_tokens(&mut s, prompt.clone(), 3);
+        for _ in 0..6 {
+            s.step();
+        }
+        let events = sink.0.lock();
+        let mut tokens = Vec::new();
+        let mut blocks = Vec::new();
+        for (event, t) in events.iter() {
+            if let KvCacheEventData::Stored { blocks: b, .. } = &event.data {
+                assert_eq!(t.len(), b.len() * 4, "{event:?}");
+                tokens.extend_from_slice(t);
+                blocks.extend_from_slice(b);
+            }
+        }
+        // 10 prompt + 3 generated tokens: three full blocks, their tokens the sequence's.
+        assert_eq!(blocks.len(), 3, "{events:?}");
+        assert_eq!(&tokens[..10], &prompt[..]);
+        assert_eq!(BlockHasher::new(4, None).hash_blocks(&tokens), blocks);
+    }
+
     fn submit(s: &mut Scheduler, prompt_len: usize, max_tokens: u32) -> Rx {
         submit_tokens(s, (0..prompt_len as TokenId).collect(), max_tokens)
     }
