@@ -356,27 +356,13 @@ fn choice_stream(
                         write_parsed_chunk(buf, ctx, *index, false, &rest, None, Some(finish));
                     }
                 } else if ctx.chat {
-                    let choice = [ChatChunkChoice {
-                        index: *index,
-                        delta: ChatDelta {
-                            role: first.then_some("assistant"),
-                            content: Some(delta.text),
-                            ..ChatDelta::default()
-                        },
-                        logprobs: texts.as_ref().map(|t| logprobs::chat(t, delta.logprobs)),
-                        finish_reason: finish,
-                    }];
-                    write_event(
-                        buf,
-                        &ChatCompletionChunk {
-                            id: &ctx.id,
-                            object: "chat.completion.chunk",
-                            created: ctx.created,
-                            model: &ctx.model,
-                            choices: &choice,
-                            usage: None,
-                        },
-                    );
+                    let delta_out = ChatDelta {
+                        role: first.then_some("assistant"),
+                        content: Some(delta.text),
+                        ..ChatDelta::default()
+                    };
+                    let logprobs = texts.as_ref().map(|t| logprobs::chat(t, delta.logprobs));
+                    write_chat_chunk(buf, ctx, *index, delta_out, logprobs, finish);
                 } else {
                     let echo = if *first { ctx.echo_for(*index) } else { None };
                     let choice = [CompletionChoice {
@@ -442,14 +428,27 @@ fn write_parsed_chunk(
             },
         })
         .collect();
+    let delta = ChatDelta {
+        role: opening.then_some("assistant"),
+        content: (opening || !parsed.content.is_empty()).then_some(&*parsed.content),
+        reasoning_content: (!parsed.reasoning.is_empty()).then_some(&*parsed.reasoning),
+        tool_calls,
+    };
+    write_chat_chunk(buf, ctx, index, delta, logprobs, finish);
+}
+
+/// One chat chunk with one choice.
+fn write_chat_chunk(
+    buf: &mut BytesMut,
+    ctx: &ResponseContext,
+    index: u32,
+    delta: ChatDelta<'_>,
+    logprobs: Option<ChatLogprobs>,
+    finish: Option<&'static str>,
+) {
     let choice = [ChatChunkChoice {
         index,
-        delta: ChatDelta {
-            role: opening.then_some("assistant"),
-            content: (opening || !parsed.content.is_empty()).then_some(&*parsed.content),
-            reasoning_content: (!parsed.reasoning.is_empty()).then_some(&*parsed.reasoning),
-            tool_calls,
-        },
+        delta,
         logprobs,
         finish_reason: finish,
     }];
