@@ -220,9 +220,9 @@ pub fn argmax(logits: &[f32]) -> TokenId {
 /// Log-probabilities under the model's distribution (`log_softmax(logits)`): the chosen token's
 /// and the `k` most likely, best first.
 ///
-/// The hook for OpenAI `logprobs`: once `EngineOutput` carries them, the scheduler calls this
-/// with the logits *before* penalties and temperature (vLLM's default) for every sampled token
-/// of a request whose `sampling.logprobs` is `Some(k)`.
+/// For OpenAI `logprobs`: the scheduler calls this with the logits *before* penalties and
+/// temperature (vLLM's default) for every sampled token of a request whose `sampling.logprobs`
+/// is `Some(k)`.
 pub fn logprobs(
     logits: &[f32],
     chosen: TokenId,

@@ -10,7 +10,8 @@ use switchyard_engines::{EngineError, EngineEvent, EngineLoad};
 use switchyard_kv_index::hashing::{BlockHasher, SequenceHashes};
 use switchyard_protocol::kv::{KvCacheEvent, StoredBlock};
 use switchyard_protocol::{
-    EngineOutput, FinishReason, PreprocessedRequest, StopConditions, TokenId,
+    EngineOutput, FinishReason, OutputLogprobs, PreprocessedRequest, StopConditions, TokenId,
+    TokenLogprob,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -401,9 +402,24 @@ fn sample_row(
         .sampler
         .as_mut()
         .expect("admitted sequences have a sampler");
+    // Logprobs are of the model's own distribution (vLLM's default): the row as the model gave
+    // it, before `sample` applies penalties and temperature. Copied only when asked for.
+    let wanted = sequence.request.sampling.logprobs;
+    let raw_row = wanted.map(|_| scratch_row.clone());
     let token = sampler.sample(scratch_row, candidates);
-    // Logprobs hook: when the request asks for them, compute `sampler::logprobs` on the row as
-    // the model gave it (copy it before `sample` applies penalties) and attach them here.
+    let logprobs = match (wanted, raw_row) {
+        (Some(k), Some(raw)) => {
+            let (logprob, top) = crate::sampler::logprobs(&raw, token, k as usize, candidates);
+            Some(OutputLogprobs {
+                logprob,
+                top: top
+                    .into_iter()
+                    .map(|(token_id, logprob)| TokenLogprob { token_id, logprob })
+                    .collect(),
+            })
+        }
+        _ => None,
+    };
     sequence.tokens.push(token);
     sequence.generated += 1;
     if let Some(hashes) = &mut sequence.hashes {
@@ -420,6 +436,7 @@ fn sample_row(
         None
     };
     let mut output = EngineOutput::token(token);
+    output.logprobs.extend(logprobs);
     if let Some(cached) = sequence.cached_tokens.take() {
         output.cached_tokens = Some(cached);
     }

@@ -133,6 +133,34 @@ async fn greedy_answer_is_right_and_deterministic() {
 }
 
 #[tokio::test]
+async fn logprobs_are_the_models_distribution_and_change_nothing() {
+    let engine = engine(CpuEngineConfig::default());
+    let prompt = chat_prompt(None, "Name a colour.");
+    let plain = collect(&engine, request(prompt.clone(), 6)).await;
+    let mut asking = request(prompt, 6);
+    asking.sampling.logprobs = Some(3);
+    let with = collect(&engine, asking).await;
+    assert_eq!(
+        tokens(&plain),
+        tokens(&with),
+        "logprobs must not change greedy tokens"
+    );
+    for output in &with {
+        assert_eq!(output.logprobs.len(), output.token_ids.len());
+        for (&token, lp) in output.token_ids.iter().zip(&output.logprobs) {
+            assert_eq!(lp.top.len(), 3);
+            // Greedy: the chosen token is the most likely one.
+            assert_eq!(lp.top[0].token_id, token);
+            assert!((lp.top[0].logprob - lp.logprob).abs() < 1e-6);
+            assert!(lp.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+            let mass: f32 = lp.top.iter().map(|t| t.logprob.exp()).sum();
+            assert!(lp.logprob <= 0.0 && mass <= 1.0 + 1e-4, "{lp:?}");
+        }
+    }
+    assert!(plain.iter().all(|o| o.logprobs.is_empty()));
+}
+
+#[tokio::test]
 async fn repeated_system_prompt_is_reused_and_published() {
     let events = Arc::new(Recorder::default());
     let block_size = 16;
