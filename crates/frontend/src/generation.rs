@@ -110,7 +110,7 @@ impl Generation {
         resume: Option<Resume>,
         stop: &StopConditions,
         skip_special_tokens: bool,
-        prompt_tail: &[u32],
+        prompt_tail: Vec<TokenId>,
         prompt_tokens: u32,
         endpoint: Endpoint,
         arrived: Instant,
@@ -119,7 +119,7 @@ impl Generation {
             pipeline.card().tokenizer.shared(),
             stop,
             skip_special_tokens,
-            prompt_tail,
+            &prompt_tail,
         )
         .map_err(|e| ApiError::invalid_param("prompt", e.to_string()))?;
         Ok(Generation {
@@ -136,7 +136,7 @@ impl Generation {
             last_token_at: None,
             finished: false,
             pending_logprobs: Vec::new(),
-            prompt_tail: prompt_tail.to_vec(),
+            prompt_tail,
         })
     }
 

@@ -24,6 +24,17 @@ use crate::cpu_pool::CpuPool;
 use crate::generation::{Generation, Resume};
 use crate::metrics::{Endpoint, ModelMetrics};
 
+/// A 400 naming `param` if an id is outside a vocabulary of `vocab`.
+fn check_token_ids(ids: &[u32], vocab: u32, param: &str) -> Result<(), ApiError> {
+    match ids.iter().find(|&&id| id >= vocab) {
+        Some(bad) => Err(ApiError::invalid_param(
+            param,
+            format!("token id {bad} is out of range for a vocabulary of {vocab}"),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Everything needed to serve one model name.
 pub struct ModelPipeline {
     name: String,
@@ -238,13 +249,11 @@ impl ModelPipeline {
     /// Token ids back to text (`POST /detokenize`), special tokens kept; an id outside the
     /// vocabulary is a 400.
     pub async fn detokenize(&self, token_ids: Vec<u32>) -> Result<String, ApiError> {
-        let vocab = self.card.tokenizer.vocab_size() as u32;
-        if let Some(bad) = token_ids.iter().find(|&&id| id >= vocab) {
-            return Err(ApiError::invalid_param(
-                "tokens",
-                format!("token id {bad} is out of range for a vocabulary of {vocab}"),
-            ));
-        }
+        check_token_ids(
+            &token_ids,
+            self.card.tokenizer.vocab_size() as u32,
+            "tokens",
+        )?;
         let tokenizer = self.card.tokenizer.clone();
         self.cpu
             .run(move || {
@@ -329,14 +338,7 @@ impl ModelPipeline {
                             .encode(&text, true)
                             .map_err(|e| ApiError::invalid_param("prompt", e.to_string())),
                         PromptInput::Tokens(ids) => {
-                            if let Some(bad) = ids.iter().find(|&&id| id >= vocab) {
-                                return Err(ApiError::invalid_param(
-                                    "prompt",
-                                    format!(
-                                        "token id {bad} is out of range for a vocabulary of {vocab}"
-                                    ),
-                                ));
-                            }
+                            check_token_ids(&ids, vocab, "prompt")?;
                             Ok(ids)
                         }
                     })
@@ -463,7 +465,7 @@ impl ModelPipeline {
             resume.map(|r| Resume { failed, ..r }),
             &stop,
             skip_special_tokens,
-            &prompt_tail,
+            prompt_tail,
             prompt_tokens,
             endpoint,
             arrived,

@@ -121,7 +121,8 @@ async fn handle<R: GenerationRequest>(
     }
 }
 
-fn fail(mut record: RequestRecord, error: ApiError) -> Response {
+/// Records the failure and answers it as an OpenAI error (internal ones are logged).
+pub(crate) fn fail(mut record: RequestRecord, error: ApiError) -> Response {
     record.set_status(error.kind.error_type());
     if error.kind == ErrorKind::Internal {
         tracing::error!(error = %error.message, "request failed");
@@ -246,7 +247,7 @@ fn model_object(pipeline: &ModelPipeline, created: u64) -> ModelObject {
     }
 }
 
-fn unix_now() -> u64 {
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

@@ -23,6 +23,7 @@ use switchyard_frontend::{
 };
 
 use crate::logprobs;
+use crate::openai::unix_now;
 use switchyard_protocol::ApiError;
 use switchyard_protocol::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
@@ -121,12 +122,6 @@ impl ResponseContext {
             .get((index / self.choices_per_prompt.max(1)) as usize)
             .map(String::as_str)
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn json_response(body: Vec<u8>) -> Response {

@@ -17,14 +17,13 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use switchyard_frontend::switchyard_parsers::{Delta, OutputParser, ParsedOutput};
 use switchyard_frontend::{ActiveTicket, ChatOutputParsing, Endpoint, Generation, RequestRecord};
+use switchyard_protocol::ApiError;
 use switchyard_protocol::responses::{
     IncompleteDetails, OutputItem, OutputText, ReasoningText, ResponseObject, ResponseUsage,
     ResponsesRequest,
 };
-use switchyard_protocol::{ApiError, ErrorKind};
 
-use crate::error::HttpError;
-use crate::openai::parse_body;
+use crate::openai::{fail, parse_body, unix_now};
 use crate::server::HttpService;
 
 pub(crate) async fn responses(
@@ -35,13 +34,7 @@ pub(crate) async fn responses(
     let mut record = RequestRecord::new(service.metrics.clone(), Endpoint::Responses);
     match serve(&service, body, arrived, &mut record).await {
         Ok(response) => response,
-        Err(error) => {
-            record.set_status(error.kind.error_type());
-            if error.kind == ErrorKind::Internal {
-                tracing::error!(error = %error.message, "request failed");
-            }
-            HttpError(error).into_response()
-        }
+        Err(error) => fail(record, error),
     }
 }
 
@@ -432,10 +425,4 @@ fn to_value(value: &impl Serialize) -> Value {
 fn write_json(buf: &mut BytesMut, value: &impl Serialize) {
     let mut writer = buf.writer();
     let _ = serde_json::to_writer(&mut writer, value);
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

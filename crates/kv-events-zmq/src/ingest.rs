@@ -371,6 +371,11 @@ impl KvEventIngest {
                 None => self.stats.unknown_removals += 1,
             }
         }
+        self.emit_removed(gone, out);
+    }
+
+    /// Reports the routing hashes no rank holds any more, then tidies the eviction order.
+    fn emit_removed(&mut self, gone: Vec<u64>, out: &mut Vec<KvCacheEvent>) {
         if !gone.is_empty() {
             self.stats.blocks_removed += gone.len() as u64;
             self.push(
@@ -408,16 +413,7 @@ impl KvEventIngest {
                 gone.push(mapped.routing);
             }
         }
-        if !gone.is_empty() {
-            self.stats.blocks_removed += gone.len() as u64;
-            self.push(
-                KvCacheEventData::Removed {
-                    sequence_hashes: gone,
-                },
-                out,
-            );
-        }
-        self.compact_order();
+        self.emit_removed(gone, out);
     }
 
     fn enforce_cap(&mut self, out: &mut Vec<KvCacheEvent>) {

@@ -143,23 +143,7 @@ fn client_disconnect_frees_the_worker_load() {
         "one request in flight: {busy:?}"
     );
     drop(stream);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let active: f64 = metric_values(server.port, "switchyard_worker_active_requests")
-            .iter()
-            .sum();
-        let disconnects: f64 = metric_values(server.port, "switchyard_client_disconnects_total")
-            .iter()
-            .sum();
-        if active == 0.0 && disconnects == 1.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "load not released: active={active} disconnects={disconnects}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_until_disconnect_released(server.port);
 }
 
 #[test]

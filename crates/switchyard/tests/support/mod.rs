@@ -248,6 +248,28 @@ pub fn read_to_end(stream: &mut TcpStream) -> String {
 }
 
 /// The values of every sample of `name` in `/metrics`.
+/// Waits (up to 5 s) until no request is active on `port` and one client disconnect was
+/// counted: a dropped stream released its load.
+pub fn wait_until_disconnect_released(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let active: f64 = metric_values(port, "switchyard_worker_active_requests")
+            .iter()
+            .sum();
+        let disconnects: f64 = metric_values(port, "switchyard_client_disconnects_total")
+            .iter()
+            .sum();
+        if active == 0.0 && disconnects == 1.0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "load not released: active={active} disconnects={disconnects}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn metric_values(port: u16, name: &str) -> Vec<f64> {
     let (status, text) = http_request(port, "GET", "/metrics", None);
     assert_eq!(status, 200);
