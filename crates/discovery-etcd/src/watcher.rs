@@ -141,6 +141,7 @@ mod tests {
 
     fn instance(id: u64, namespace: &str) -> WorkerInstance {
         WorkerInstance {
+            capabilities: Default::default(),
             id: WorkerId(id),
             namespace: namespace.into(),
             model_name: "m".into(),

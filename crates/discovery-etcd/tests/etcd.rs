@@ -14,6 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 fn instance(id: u64, namespace: &str) -> WorkerInstance {
     WorkerInstance {
+        capabilities: Default::default(),
         id: WorkerId(id),
         namespace: namespace.into(),
         model_name: "qwen".into(),

@@ -25,7 +25,7 @@ use futures::stream;
 use switchyard_engines::{Engine, EngineError, EngineEventSink, EngineInfo, EngineStream};
 use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_protocol::kv::KvCacheEvent;
-use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
+use switchyard_protocol::{EngineCapabilities, EngineOutput, FinishReason, PreprocessedRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
@@ -292,6 +292,7 @@ impl Engine for CpuEngine {
             kind: "cpu",
             kv_block_size: Some(self.config.block_size),
             kv_total_blocks: Some(self.config.prefix_cache_blocks as u64),
+            capabilities: EngineCapabilities::default(),
         }
     }
 }

@@ -34,7 +34,9 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use smallvec::SmallVec;
 use switchyard_engines::{Engine, EngineError, EngineInfo, EngineStream};
-use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
+use switchyard_protocol::{
+    EngineCapabilities, EngineOutput, FinishReason, GuidedDecoding, PreprocessedRequest,
+};
 
 pub mod chunk;
 pub mod retokenize;
@@ -247,6 +249,17 @@ impl Inner {
             // hides them as the client asked.
             skip_special_tokens: false,
             return_token_ids: true,
+            logit_bias: (!s.logit_bias.is_empty()).then(|| {
+                s.logit_bias
+                    .iter()
+                    .map(|(token, bias)| (token.to_string(), *bias))
+                    .collect()
+            }),
+            response_format: s
+                .guided
+                .as_ref()
+                .map(upstream_response_format)
+                .transpose()?,
         };
         serde_json::to_vec(&body)
             .map(Bytes::from)
@@ -292,6 +305,26 @@ struct CompletionBody<'a> {
     cache_salt: Option<&'a str>,
     skip_special_tokens: bool,
     return_token_ids: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logit_bias: Option<std::collections::BTreeMap<String, f32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
+}
+
+/// The `response_format` vLLM and SGLang take on `/v1/completions` for a constraint.
+fn upstream_response_format(guided: &GuidedDecoding) -> Result<serde_json::Value, EngineError> {
+    Ok(match guided {
+        GuidedDecoding::JsonObject => serde_json::json!({"type": "json_object"}),
+        GuidedDecoding::JsonSchema(schema) => {
+            let schema: serde_json::Value = serde_json::from_str(schema).map_err(|e| {
+                EngineError::InvalidRequest(format!("the JSON schema is not JSON: {e}"))
+            })?;
+            serde_json::json!({
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema},
+            })
+        }
+    })
 }
 
 fn is_zero(v: &u32) -> bool {
@@ -312,6 +345,11 @@ impl Engine for UpstreamEngine {
             kind: "openai",
             kv_block_size: self.inner.config.kv_block_size,
             kv_total_blocks: self.inner.config.kv_total_blocks,
+            // vLLM and SGLang honour both on `/v1/completions`.
+            capabilities: EngineCapabilities {
+                logit_bias: true,
+                structured_output: true,
+            },
         }
     }
 }
@@ -613,6 +651,28 @@ mod tests {
         assert_eq!(body["return_token_ids"], true);
         assert!(body.get("stop").is_none());
         assert!(body.get("top_p").is_none());
+        assert!(body.get("logit_bias").is_none());
+        assert!(body.get("response_format").is_none());
+        request.sampling.logit_bias = vec![(4, -100.0), (17, 2.5)];
+        request.sampling.guided = Some(GuidedDecoding::JsonSchema(r#"{"type":"object"}"#.into()));
+        let body: serde_json::Value =
+            serde_json::from_slice(&engine.inner.body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body["logit_bias"],
+            serde_json::json!({"4": -100.0, "17": 2.5})
+        );
+        assert_eq!(body["response_format"]["type"], "json_schema");
+        assert_eq!(
+            body["response_format"]["json_schema"]["schema"],
+            serde_json::json!({"type": "object"})
+        );
+        request.sampling.guided = Some(GuidedDecoding::JsonObject);
+        let body: serde_json::Value =
+            serde_json::from_slice(&engine.inner.body(&request).unwrap()).unwrap();
+        assert_eq!(
+            body["response_format"],
+            serde_json::json!({"type": "json_object"})
+        );
         request.cache_key.lora_name = Some("adapter".into());
         let body: serde_json::Value =
             serde_json::from_slice(&engine.inner.body(&request).unwrap()).unwrap();

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use futures::Stream;
 use switchyard_protocol::{
-    EngineOutput, FinishReason, OutputLogprobs, PreprocessedRequest, StopConditions, TokenId,
-    TokenLogprob,
+    EngineCapabilities, EngineOutput, FinishReason, OutputLogprobs, PreprocessedRequest,
+    StopConditions, TokenId, TokenLogprob,
 };
 use tokio::time::{Interval, MissedTickBehavior};
 
@@ -76,6 +76,7 @@ impl Engine for EchoEngine {
             kind: "echo",
             kv_block_size: None,
             kv_total_blocks: None,
+            capabilities: EngineCapabilities::default(),
         }
     }
 }

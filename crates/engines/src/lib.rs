@@ -19,7 +19,7 @@ use std::pin::Pin;
 
 use futures::Stream;
 use switchyard_protocol::kv::KvCacheEvent;
-use switchyard_protocol::{EngineOutput, PreprocessedRequest, TokenId};
+use switchyard_protocol::{EngineCapabilities, EngineOutput, PreprocessedRequest, TokenId};
 
 pub mod echo;
 pub mod mocker;
@@ -51,6 +51,8 @@ pub struct EngineInfo {
     /// KV cache capacity in blocks, if the engine has a paged cache: routers size their index
     /// from it.
     pub kv_total_blocks: Option<u64>,
+    /// What the engine honours beyond plain sampling; announced with the worker.
+    pub capabilities: EngineCapabilities,
 }
 
 /// An LLM engine.

@@ -32,7 +32,7 @@ use std::sync::atomic::Ordering;
 use futures::stream;
 use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_protocol::kv::KvCacheEvent;
-use switchyard_protocol::{EngineOutput, FinishReason, PreprocessedRequest};
+use switchyard_protocol::{EngineCapabilities, EngineOutput, FinishReason, PreprocessedRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -327,6 +327,7 @@ impl Engine for MockerEngine {
             kind: "mocker",
             kv_block_size: Some(self.config.block_size),
             kv_total_blocks: Some(self.config.num_gpu_blocks as u64),
+            capabilities: EngineCapabilities::default(),
         }
     }
 }

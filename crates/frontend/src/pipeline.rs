@@ -11,10 +11,11 @@ use switchyard_parsers::{
 };
 use switchyard_preprocess::{ChatTemplate, ChatTemplateInput, ModelCard, flatten_text_content};
 use switchyard_protocol::openai::{
-    ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput,
+    ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput, ResponseFormat,
 };
 use switchyard_protocol::{
-    ApiError, CacheKey, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions,
+    ApiError, CacheKey, EngineCapabilities, GuidedDecoding, OutputOptions, PreprocessedRequest,
+    SamplingOptions, StopConditions,
 };
 use switchyard_router::{LoadGuard, Router, RouterConfig};
 use switchyard_runtime::request_plane::RequestPlane;
@@ -33,6 +34,83 @@ fn check_token_ids(ids: &[u32], vocab: u32, param: &str) -> Result<(), ApiError>
         )),
         None => Ok(()),
     }
+}
+
+/// The most `logit_bias` entries one request may carry (each is applied at every step).
+pub const MAX_LOGIT_BIAS_ENTRIES: usize = 1024;
+
+/// OpenAI's `logit_bias` map (token ids as string keys) as sorted `(token, bias)` pairs.
+fn parse_logit_bias(
+    bias: Option<&std::collections::BTreeMap<String, f64>>,
+    vocab: u32,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(bias) = bias else {
+        return Ok(Vec::new());
+    };
+    if bias.len() > MAX_LOGIT_BIAS_ENTRIES {
+        return Err(ApiError::invalid_param(
+            "logit_bias",
+            format!(
+                "logit_bias may hold at most {MAX_LOGIT_BIAS_ENTRIES} tokens, got {}",
+                bias.len()
+            ),
+        ));
+    }
+    let mut pairs = Vec::with_capacity(bias.len());
+    for (key, &value) in bias {
+        let token: u32 = key.trim().parse().map_err(|_| {
+            ApiError::invalid_param(
+                "logit_bias",
+                format!("logit_bias keys must be token ids, got `{key}`"),
+            )
+        })?;
+        if token >= vocab {
+            return Err(ApiError::invalid_param(
+                "logit_bias",
+                format!("token id {token} is out of range for a vocabulary of {vocab}"),
+            ));
+        }
+        if !(-100.0..=100.0).contains(&value) {
+            return Err(ApiError::invalid_param(
+                "logit_bias",
+                format!(
+                    "logit_bias values must be between -100 and 100, got {value} for token {token}"
+                ),
+            ));
+        }
+        pairs.push((token, value as f32));
+    }
+    pairs.sort_unstable_by_key(|&(token, _)| token);
+    // " 7" and "7" name the same token: the last one given wins, as in a JSON object.
+    pairs.dedup_by(|later, earlier| {
+        if later.0 == earlier.0 {
+            earlier.1 = later.1;
+            true
+        } else {
+            false
+        }
+    });
+    Ok(pairs)
+}
+
+/// `response_format` as an engine constraint (`text`: none). A schema must be a JSON object.
+fn guided_from_response_format(
+    format: Option<&ResponseFormat>,
+) -> Result<Option<GuidedDecoding>, ApiError> {
+    Ok(match format {
+        None | Some(ResponseFormat::Text) => None,
+        Some(ResponseFormat::JsonObject) => Some(GuidedDecoding::JsonObject),
+        Some(ResponseFormat::JsonSchema { json_schema }) => match &json_schema.schema {
+            None => Some(GuidedDecoding::JsonObject),
+            Some(schema @ Value::Object(_)) => Some(GuidedDecoding::JsonSchema(schema.to_string())),
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "response_format.json_schema.schema",
+                    "the schema must be a JSON object",
+                ));
+            }
+        },
+    })
 }
 
 /// Everything needed to serve one model name.
@@ -216,6 +294,7 @@ impl ModelPipeline {
         let token_ids = self.render_chat(&mut req, false).await?;
         let mut request = self.finish_preprocess(request_id, token_ids, &req.common)?;
         request.sampling.logprobs = req.requested_logprobs();
+        request.sampling.guided = guided_from_response_format(req.response_format.as_ref())?;
         Ok(request)
     }
 
@@ -402,6 +481,10 @@ impl ModelPipeline {
             .map(|s| s.into_vec())
             .unwrap_or_default();
         stop_strings.retain(|s| !s.is_empty());
+        let logit_bias = parse_logit_bias(
+            common.logit_bias.as_ref(),
+            self.card.tokenizer.vocab_size() as u32,
+        )?;
         Ok(PreprocessedRequest {
             request_id: request_id.to_string(),
             model: self.name.clone(),
@@ -416,6 +499,8 @@ impl ModelPipeline {
                 frequency_penalty: common.frequency_penalty.map(|v| v as f32),
                 repetition_penalty: common.repetition_penalty.map(|v| v as f32),
                 logprobs: None,
+                logit_bias,
+                guided: None,
             },
             stop: StopConditions {
                 max_tokens: max_tokens as u32,
@@ -444,6 +529,7 @@ impl ModelPipeline {
         endpoint: Endpoint,
         arrived: Instant,
     ) -> Result<Generation, ApiError> {
+        self.check_capabilities(&request)?;
         let prompt_tokens = request.token_ids.len() as u32;
         let tail_start = request.token_ids.len().saturating_sub(8);
         let prompt_tail: Vec<u32> = request.token_ids[tail_start..].to_vec();
@@ -475,6 +561,31 @@ impl ModelPipeline {
     /// Picks a worker not in `failed` and opens the stream there. A worker that cannot be
     /// reached (it died and discovery has not noticed yet) joins `failed` and the next one is
     /// tried: nothing was generated, so this is routing, not migration.
+    /// A 400 when the request needs a feature (`logit_bias`, `response_format`) that the
+    /// model's engines do not honour: ignoring it silently would return something else than
+    /// what was asked for.
+    fn check_capabilities(&self, request: &PreprocessedRequest) -> Result<(), ApiError> {
+        let needed = request.sampling.required_capabilities();
+        if needed == EngineCapabilities::default() {
+            return Ok(());
+        }
+        // Without workers the request fails as unavailable, as any other would.
+        let Some(have) = self.router.capabilities() else {
+            return Ok(());
+        };
+        match have.missing(needed).as_slice() {
+            [] => Ok(()),
+            [first, ..] => Err(ApiError::invalid_param(
+                first,
+                format!(
+                    "`{first}` is not supported by the engine serving model `{}` (engines: {})",
+                    self.name,
+                    self.router.engine_kinds().join(", ")
+                ),
+            )),
+        }
+    }
+
     pub(crate) async fn open(
         &self,
         request: PreprocessedRequest,

@@ -108,6 +108,7 @@ impl Cluster {
             plane.insert(id, engine.clone());
             engines.push(engine);
             instances.push(WorkerInstance {
+                capabilities: Default::default(),
                 id,
                 namespace: "test".into(),
                 model_name: "m".into(),

@@ -40,6 +40,7 @@ impl Engine for ScriptedEngine {
 
     fn info(&self) -> EngineInfo {
         EngineInfo {
+            capabilities: Default::default(),
             kind: "scripted",
             kv_block_size: None,
             kv_total_blocks: None,
@@ -71,6 +72,7 @@ async fn start() -> u16 {
     manager.add_model("m", Arc::new(card)).unwrap();
     manager
         .apply_snapshot(&[WorkerInstance {
+            capabilities: Default::default(),
             id: WorkerId(1),
             namespace: "t".into(),
             model_name: "m".into(),

@@ -21,6 +21,7 @@ pub mod responses;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{
-    CacheKey, EngineOutput, FinishReason, MAX_TOP_LOGPROBS, OutputLogprobs, OutputOptions,
-    PreprocessedRequest, SamplingOptions, StopConditions, TokenId, TokenLogprob,
+    CacheKey, EngineCapabilities, EngineOutput, FinishReason, GuidedDecoding, MAX_TOP_LOGPROBS,
+    OutputLogprobs, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions, TokenId,
+    TokenLogprob,
 };

@@ -21,6 +21,70 @@ pub struct SamplingOptions {
     /// (`Some(0)`: the chosen token's only); `None`: no logprobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// OpenAI `logit_bias`: added to these tokens' logits before sampling (-100 bans a token,
+    /// +100 all but forces it). Sorted by token id, no duplicates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logit_bias: Vec<(TokenId, f32)>,
+    /// A constraint on the output's form (`response_format`, a forced tool call); `None`: free
+    /// text. Only engines whose [`EngineCapabilities::structured_output`] is set receive one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided: Option<GuidedDecoding>,
+}
+
+impl SamplingOptions {
+    /// What an engine must be able to do to honour these options.
+    pub fn required_capabilities(&self) -> EngineCapabilities {
+        EngineCapabilities {
+            logit_bias: !self.logit_bias.is_empty(),
+            structured_output: self.guided.is_some(),
+        }
+    }
+}
+
+/// A constraint on the form of the generated text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "schema", rename_all = "snake_case")]
+pub enum GuidedDecoding {
+    /// Any JSON object (`response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// JSON text valid under this JSON Schema (itself JSON text): `response_format` of type
+    /// `json_schema`, or the arguments of a forced tool call.
+    JsonSchema(String),
+}
+
+/// The request features an engine can honour beyond plain sampling. Announced by each worker
+/// (absent in an older worker's record: none); a request that needs one its model's workers
+/// lack is a 400, never silently ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineCapabilities {
+    /// Applies `SamplingOptions::logit_bias`.
+    #[serde(default)]
+    pub logit_bias: bool,
+    /// Constrains output to `SamplingOptions::guided`.
+    #[serde(default)]
+    pub structured_output: bool,
+}
+
+impl EngineCapabilities {
+    /// Everything `self` has and `other` has too.
+    pub fn intersect(self, other: EngineCapabilities) -> EngineCapabilities {
+        EngineCapabilities {
+            logit_bias: self.logit_bias && other.logit_bias,
+            structured_output: self.structured_output && other.structured_output,
+        }
+    }
+
+    /// The features `needed` asks for that `self` lacks, by their request field names.
+    pub fn missing(self, needed: EngineCapabilities) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if needed.logit_bias && !self.logit_bias {
+            missing.push("logit_bias");
+        }
+        if needed.structured_output && !self.structured_output {
+            missing.push("response_format");
+        }
+        missing
+    }
 }
 
 /// The most top alternatives per token a client may ask for (OpenAI's and vLLM's default cap).

@@ -64,6 +64,8 @@ pub struct CommonParams {
     /// vLLM extension: only requests with the same salt share prefix-cache blocks.
     pub cache_salt: Option<String>,
     pub user: Option<String>,
+    /// Token id (as a string key, OpenAI's shape) → bias in [-100, 100] added to its logit.
+    pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 /// The largest `n` accepted: each choice is a separate engine request.
@@ -265,7 +267,29 @@ pub struct ChatCompletionRequest {
     pub continue_final_message: bool,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<i64>,
-    pub response_format: Option<Value>,
+    pub response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`: free text, any JSON object, or JSON under a schema.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+/// The `json_schema` member of a `response_format` of type `json_schema`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The JSON Schema the output must satisfy (absent: any JSON).
+    #[serde(default)]
+    pub schema: Option<Value>,
+    #[serde(default)]
+    pub strict: Option<bool>,
 }
 
 impl ChatCompletionRequest {

@@ -62,6 +62,7 @@ fn request(tokens: u32) -> PreprocessedRequest {
 
 fn worker(endpoint: Endpoint) -> WorkerInstance {
     WorkerInstance {
+        capabilities: Default::default(),
         id: WorkerId(1),
         namespace: "bench".into(),
         model_name: "echo".into(),

@@ -8,8 +8,8 @@
 use smallvec::SmallVec;
 use switchyard_engines::EngineError;
 use switchyard_protocol::{
-    CacheKey, EngineOutput, FinishReason, OutputLogprobs, OutputOptions, PreprocessedRequest,
-    SamplingOptions, StopConditions, TokenLogprob,
+    CacheKey, EngineOutput, FinishReason, GuidedDecoding, OutputLogprobs, OutputOptions,
+    PreprocessedRequest, SamplingOptions, StopConditions, TokenLogprob,
 };
 
 use crate::pb;
@@ -53,6 +53,21 @@ pub fn request_to_proto(request: PreprocessedRequest) -> pb::GenerateRequest {
             frequency_penalty: sampling.frequency_penalty,
             repetition_penalty: sampling.repetition_penalty,
             logprobs: sampling.logprobs,
+            logit_bias: sampling
+                .logit_bias
+                .into_iter()
+                .map(|(token_id, bias)| pb::LogitBias { token_id, bias })
+                .collect(),
+            guided: sampling.guided.map(|guided| pb::GuidedDecoding {
+                kind: Some(match guided {
+                    GuidedDecoding::JsonObject => {
+                        pb::guided_decoding::Kind::JsonObject(pb::Empty {})
+                    }
+                    GuidedDecoding::JsonSchema(schema) => {
+                        pb::guided_decoding::Kind::JsonSchema(schema)
+                    }
+                }),
+            }),
         }),
         stop: Some(pb::StopConditions {
             max_tokens: stop.max_tokens,
@@ -85,6 +100,18 @@ pub fn request_from_proto(request: pb::GenerateRequest) -> Result<PreprocessedRe
         .output
         .ok_or(ProtoError::Missing("GenerateRequest.output"))?;
     let cache_key = request.cache_key.unwrap_or_default();
+    let guided = match sampling.guided {
+        None => None,
+        Some(guided) => Some(
+            match guided
+                .kind
+                .ok_or(ProtoError::Missing("GuidedDecoding.kind"))?
+            {
+                pb::guided_decoding::Kind::JsonObject(_) => GuidedDecoding::JsonObject,
+                pb::guided_decoding::Kind::JsonSchema(schema) => GuidedDecoding::JsonSchema(schema),
+            },
+        ),
+    };
     Ok(PreprocessedRequest {
         request_id: request.request_id,
         model: request.model,
@@ -99,6 +126,12 @@ pub fn request_from_proto(request: pb::GenerateRequest) -> Result<PreprocessedRe
             frequency_penalty: sampling.frequency_penalty,
             repetition_penalty: sampling.repetition_penalty,
             logprobs: sampling.logprobs,
+            logit_bias: sampling
+                .logit_bias
+                .into_iter()
+                .map(|b| (b.token_id, b.bias))
+                .collect(),
+            guided,
         },
         stop: StopConditions {
             max_tokens: stop.max_tokens,
@@ -253,6 +286,8 @@ mod tests {
                 frequency_penalty: Some(2.0),
                 repetition_penalty: Some(1.1),
                 logprobs: Some(20),
+                logit_bias: vec![(0, -100.0), (5, 0.5), (u32::MAX, 100.0)],
+                guided: Some(GuidedDecoding::JsonSchema(r#"{"type":"object"}"#.into())),
             },
             stop: StopConditions {
                 max_tokens: 16,
@@ -295,6 +330,15 @@ mod tests {
         let decoded = request_via_bytes(full_request()).unwrap();
         assert_eq!(decoded.sampling.temperature, Some(0.0));
         assert_eq!(decoded.cache_key.cache_salt, Some(String::new()));
+        let mut json_object = full_request();
+        json_object.sampling.guided = Some(GuidedDecoding::JsonObject);
+        assert_eq!(request_via_bytes(json_object.clone()).unwrap(), json_object);
+        let mut no_kind = request_to_proto(full_request());
+        no_kind.sampling.as_mut().unwrap().guided = Some(pb::GuidedDecoding { kind: None });
+        assert!(matches!(
+            request_from_proto(no_kind),
+            Err(ProtoError::Missing("GuidedDecoding.kind"))
+        ));
     }
 
     #[test]
@@ -446,6 +490,8 @@ mod tests {
             skip_special_tokens in any::<bool>(),
             lora_name in proptest::option::of(".{0,8}"),
             cache_salt in proptest::option::of(".{0,8}"),
+            logit_bias in proptest::collection::vec((any::<u32>(), -100.0f32..100.0), 0..4),
+            schema in proptest::option::of(proptest::option::of(".{0,12}")),
         ) -> PreprocessedRequest {
             PreprocessedRequest {
                 request_id,
@@ -461,6 +507,8 @@ mod tests {
                     frequency_penalty: floats[4],
                     repetition_penalty: floats[5],
                     logprobs: top_k.map(|k| k.unsigned_abs() % 21),
+                    logit_bias,
+                    guided: schema.map(|s| s.map_or(GuidedDecoding::JsonObject, GuidedDecoding::JsonSchema)),
                 },
                 stop: StopConditions {
                     max_tokens,

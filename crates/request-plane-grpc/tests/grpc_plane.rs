@@ -50,6 +50,7 @@ async fn start_server(engine: Arc<dyn Engine>) -> RunningServer {
 
 fn worker_at(address: impl Into<String>) -> WorkerInstance {
     WorkerInstance {
+        capabilities: Default::default(),
         id: WorkerId(7),
         namespace: "test".into(),
         model_name: "m".into(),
@@ -104,6 +105,7 @@ impl Engine for ScriptEngine {
 
     fn info(&self) -> EngineInfo {
         EngineInfo {
+            capabilities: Default::default(),
             kind: "script",
             kv_block_size: None,
             kv_total_blocks: None,

@@ -25,6 +25,7 @@ fn main() {
         let router = Router::new("m", RouterConfig::new(RouterMode::Kv));
         let instances: Vec<_> = (1..=workers)
             .map(|id| WorkerInstance {
+                capabilities: Default::default(),
                 id: WorkerId(id),
                 namespace: "bench".into(),
                 model_name: "m".into(),

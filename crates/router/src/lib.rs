@@ -19,8 +19,8 @@ use parking_lot::{Mutex, RwLock};
 use rand::Rng;
 use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_kv_index::{ApproxConfig, ApproxIndex, KvIndex, OverlapScores};
-use switchyard_protocol::PreprocessedRequest;
 use switchyard_protocol::kv::KvCacheEvent;
+use switchyard_protocol::{EngineCapabilities, PreprocessedRequest};
 use switchyard_runtime::{WorkerId, WorkerInstance};
 
 use crate::replica::{DecisionSink, RemoteDecisions, ReplicaMessage};
@@ -346,6 +346,29 @@ impl Router {
         *workers = next;
     }
 
+    /// What every current worker can honour (`None` without workers): a request needing more
+    /// would be served differently depending on where it lands.
+    pub fn capabilities(&self) -> Option<EngineCapabilities> {
+        self.workers
+            .read()
+            .iter()
+            .map(|slot| slot.instance.capabilities)
+            .reduce(EngineCapabilities::intersect)
+    }
+
+    /// The distinct engine kinds of the current workers, sorted.
+    pub fn engine_kinds(&self) -> Vec<String> {
+        let mut kinds: Vec<String> = self
+            .workers
+            .read()
+            .iter()
+            .map(|slot| slot.instance.engine.clone())
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
     pub fn worker_count(&self) -> usize {
         self.workers.read().len()
     }
@@ -603,6 +626,7 @@ mod tests {
 
     fn instance(id: u64) -> WorkerInstance {
         WorkerInstance {
+            capabilities: Default::default(),
             id: WorkerId(id),
             namespace: "ns".into(),
             model_name: "m".into(),

@@ -132,6 +132,7 @@ mod tests {
 
     fn instance(id: u64, ns: &str) -> WorkerInstance {
         WorkerInstance {
+            capabilities: Default::default(),
             id: WorkerId(id),
             namespace: ns.into(),
             model_name: "m".into(),

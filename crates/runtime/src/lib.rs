@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use switchyard_protocol::EngineCapabilities;
 
 pub mod discovery;
 pub mod event_plane;
@@ -65,6 +66,9 @@ pub struct WorkerInstance {
     /// The engine's batching limits, when it has them.
     #[serde(default)]
     pub limits: EngineLimits,
+    /// What the engine honours beyond plain sampling (`logit_bias`, structured output).
+    #[serde(default)]
+    pub capabilities: EngineCapabilities,
 }
 
 /// What one engine runs at once (vLLM's `--max-num-seqs`, `--max-num-batched-tokens`).

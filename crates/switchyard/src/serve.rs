@@ -85,6 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             engine: info.kind.to_string(),
             kv_block_size: info.kv_block_size,
             kv_total_blocks: info.kv_total_blocks,
+            capabilities: info.capabilities,
             context_length: Some(model.context_length),
             limits: engine_limits(&args.engine),
         })?);
