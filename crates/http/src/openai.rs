@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -224,8 +224,16 @@ pub(crate) async fn models(State(service): State<Arc<HttpService>>) -> Response 
 /// slashes (`Qwen/Qwen3-0.6B`), so the route captures the rest of the path.
 pub(crate) async fn model(
     State(service): State<Arc<HttpService>>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Response {
+    // Percent-decoding can yield invalid UTF-8: answer that in OpenAI's error shape too.
+    let Path(id) = match id {
+        Ok(id) => id,
+        Err(rejection) => {
+            return HttpError(ApiError::invalid(format!("invalid model id: {rejection}")))
+                .into_response();
+        }
+    };
     match service
         .manager
         .served_models()

@@ -9,16 +9,17 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use switchyard_frontend::{ActiveTicket, Admission, Metrics, ModelManager, ModelPipeline};
 use switchyard_protocol::{ApiError, ErrorKind};
 use switchyard_router::WorkerLoadSnapshot;
 use switchyard_runtime::discovery::DiscoveryHealth;
 
 use crate::error::HttpError;
-use crate::{openai, responses_api, tokenize};
+use crate::{openai, openapi, responses_api, tokenize};
 
 /// Certificate and key, both PEM.
 #[derive(Clone, Debug)]
@@ -81,19 +82,62 @@ impl HttpService {
     }
 }
 
+/// One route of the API: [`router`] serves it and the OpenAPI document must describe it.
+pub(crate) struct ApiRoute {
+    /// axum's path syntax (`{*id}` captures the rest of the path).
+    pub path: &'static str,
+    pub method: Method,
+    handler: MethodRouter<Arc<HttpService>>,
+}
+
+fn get_route<H, T>(path: &'static str, handler: H) -> ApiRoute
+where
+    H: Handler<T, Arc<HttpService>>,
+    T: 'static,
+{
+    ApiRoute {
+        path,
+        method: Method::GET,
+        handler: get(handler),
+    }
+}
+
+fn post_route<H, T>(path: &'static str, handler: H) -> ApiRoute
+where
+    H: Handler<T, Arc<HttpService>>,
+    T: 'static,
+{
+    ApiRoute {
+        path,
+        method: Method::POST,
+        handler: post(handler),
+    }
+}
+
+/// Every route [`router`] serves, in one list so none can be served undocumented.
+pub(crate) fn api_routes() -> Vec<ApiRoute> {
+    vec![
+        post_route("/v1/chat/completions", openai::chat_completions),
+        post_route("/v1/completions", openai::completions),
+        get_route("/v1/models", openai::models),
+        get_route("/v1/models/{*id}", openai::model),
+        post_route("/v1/responses", responses_api::responses),
+        post_route("/tokenize", tokenize::tokenize),
+        post_route("/detokenize", tokenize::detokenize),
+        get_route("/health", health),
+        get_route("/live", live),
+        get_route("/metrics", metrics),
+        get_route("/openapi.json", openapi::openapi_json),
+    ]
+}
+
 /// The axum application.
 pub fn router(service: Arc<HttpService>, body_limit_bytes: usize) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .route("/v1/completions", post(openai::completions))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/models/{*id}", get(openai::model))
-        .route("/v1/responses", post(responses_api::responses))
-        .route("/tokenize", post(tokenize::tokenize))
-        .route("/detokenize", post(tokenize::detokenize))
-        .route("/health", get(health))
-        .route("/live", get(live))
-        .route("/metrics", get(metrics))
+    api_routes()
+        .into_iter()
+        .fold(Router::new(), |app, route| {
+            app.route(route.path, route.handler)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit_bytes))

@@ -1,6 +1,7 @@
 //! One error type for everything a client can be told, and its single mapping to HTTP status,
 //! OpenAI error `type`, and metrics label (so the three never drift apart).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The class of a client-visible failure.
@@ -121,16 +122,17 @@ impl ApiError {
 }
 
 /// `{"error": {"message", "type", "param", "code"}}` as OpenAI sends it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     pub message: String,
     pub r#type: String,
     pub param: Option<String>,
+    #[schemars(with = "crate::schema::ErrorCode")]
     pub code: serde_json::Value,
 }
 

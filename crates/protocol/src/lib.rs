@@ -8,6 +8,9 @@
 //! - [`responses`]: OpenAI's Responses API request, its mapping onto a chat request, and the
 //!   response object.
 //! - [`kv`]: KV cache events a worker reports about its prefix cache.
+//! - [`schema`]: hand-written JSON Schemas for fields looser in Rust than on the wire (the
+//!   wire types derive `schemars::JsonSchema`; the HTTP crate builds its OpenAPI document
+//!   from them).
 //! - [`error`]: [`error::ApiError`], the one mapping from a failure to an HTTP status, an OpenAI
 //!   error `type`, and a metrics label.
 //!
@@ -18,6 +21,7 @@ pub mod kv;
 pub mod llm;
 pub mod openai;
 pub mod responses;
+pub mod schema;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{

@@ -4,17 +4,18 @@
 //! streamed chunk serializes without copying the model name, id or text.
 //! Unknown request fields are accepted and ignored, as OpenAI's own server and vLLM do.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
 
 /// `stop`: a string or a list of strings.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum StopSpec {
     One(String),
-    Many(Vec<String>),
+    Many(#[schemars(length(max = 16), inner(length(min = 1)))] Vec<String>),
 }
 
 impl StopSpec {
@@ -26,7 +27,7 @@ impl StopSpec {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StreamOptions {
     #[serde(default)]
     pub include_usage: bool,
@@ -36,14 +37,20 @@ pub struct StreamOptions {
 }
 
 /// Fields shared by chat and text completions: sampling, stop conditions, streaming.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CommonParams {
     /// Signed so that a negative value gets a clear message rather than a parse error.
+    #[schemars(range(min = 0, max = 4294967295_u32))]
     pub max_tokens: Option<i64>,
+    #[schemars(range(min = 0, max = 2))]
     pub temperature: Option<f64>,
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1))]
     pub top_p: Option<f64>,
+    #[schemars(extend("minimum" = -1, "not" = {"const": 0}))]
     pub top_k: Option<i64>,
+    #[schemars(range(min = 0, max = 1))]
     pub min_p: Option<f64>,
+    #[schemars(range(min = 1, max = MAX_CHOICES_PER_PROMPT))]
     pub n: Option<i64>,
     #[serde(default)]
     pub stream: bool,
@@ -51,17 +58,22 @@ pub struct CommonParams {
     pub stop: Option<StopSpec>,
     pub stop_token_ids: Option<Vec<u32>>,
     pub seed: Option<u64>,
+    #[schemars(range(min = -2, max = 2))]
     pub presence_penalty: Option<f64>,
+    #[schemars(range(min = -2, max = 2))]
     pub frequency_penalty: Option<f64>,
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 2))]
     pub repetition_penalty: Option<f64>,
     /// vLLM/Dynamo extension: generate past EOS.
     #[serde(default)]
     pub ignore_eos: bool,
     /// vLLM extension: EOS and stop tokens are ignored until this many tokens exist.
+    #[schemars(range(min = 0, max = 4294967295_u32))]
     pub min_tokens: Option<i64>,
     /// vLLM extension: keep special tokens such as `<|im_end|>` in the text when false.
     pub skip_special_tokens: Option<bool>,
     /// vLLM extension: only requests with the same salt share prefix-cache blocks.
+    #[schemars(length(min = 1))]
     pub cache_salt: Option<String>,
     pub user: Option<String>,
     /// Token id (as a string key, OpenAI's shape) → bias in [-100, 100] added to its logit.
@@ -214,7 +226,7 @@ fn check_range<T: Copy + std::fmt::Display>(
 }
 
 /// A chat message role. Unknown roles are a 400.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -240,24 +252,29 @@ impl Role {
 
 /// One chat message. `content` is a string, a list of content parts, or null; every other field
 /// (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`, ...) is kept for the chat template.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatMessage {
     pub role: Role,
     #[serde(default)]
+    #[schemars(with = "crate::schema::MessageContent")]
     pub content: Value,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
+    #[schemars(length(min = 1))]
     pub messages: Vec<ChatMessage>,
     #[serde(flatten)]
     pub common: CommonParams,
     /// Newer name of `max_tokens`; wins when both are given.
+    #[schemars(range(min = 0, max = 4294967295_u32))]
     pub max_completion_tokens: Option<i64>,
+    #[schemars(with = "Option<Vec<crate::schema::ChatTool>>")]
     pub tools: Option<Vec<Value>>,
+    #[schemars(with = "Option<crate::schema::ChatToolChoice>")]
     pub tool_choice: Option<Value>,
     /// Extra variables for the chat template (e.g. `enable_thinking`).
     pub chat_template_kwargs: Option<Map<String, Value>>,
@@ -266,12 +283,13 @@ pub struct ChatCompletionRequest {
     #[serde(default)]
     pub continue_final_message: bool,
     pub logprobs: Option<bool>,
+    #[schemars(range(min = 0, max = crate::MAX_TOP_LOGPROBS))]
     pub top_logprobs: Option<i64>,
     pub response_format: Option<ResponseFormat>,
 }
 
 /// `response_format`: free text, any JSON object, or JSON under a schema.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResponseFormat {
     Text,
@@ -280,7 +298,7 @@ pub enum ResponseFormat {
 }
 
 /// The `json_schema` member of a `response_format` of type `json_schema`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JsonSchemaFormat {
     pub name: String,
     #[serde(default)]
@@ -374,7 +392,7 @@ fn check_top_logprobs(param: &str, k: i64) -> Result<(), ApiError> {
 }
 
 /// `prompt` of a completion: a string, strings, token ids, or lists of token ids.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Prompt {
     Text(String),
@@ -418,7 +436,7 @@ impl Prompt {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
@@ -427,6 +445,7 @@ pub struct CompletionRequest {
     #[serde(default)]
     pub echo: bool,
     pub suffix: Option<String>,
+    #[schemars(range(min = 0, max = crate::MAX_TOP_LOGPROBS))]
     pub logprobs: Option<i64>,
     pub best_of: Option<i64>,
 }
@@ -465,7 +484,7 @@ impl CompletionRequest {
 }
 
 /// Token counts reported to the client.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -474,7 +493,7 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct PromptTokensDetails {
     pub cached_tokens: u32,
 }
@@ -493,9 +512,10 @@ impl Usage {
 
 // ---- responses (borrowing) ----
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ChatCompletionResponse<'a> {
     pub id: &'a str,
+    #[schemars(extend("const" = "chat.completion"))]
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
@@ -503,16 +523,18 @@ pub struct ChatCompletionResponse<'a> {
     pub usage: Usage,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ChatChoice<'a> {
     pub index: u32,
     pub message: ResponseMessage<'a>,
     pub logprobs: Option<ChatLogprobs>,
+    #[schemars(extend("enum" = ["stop", "length", "tool_calls", null]))]
     pub finish_reason: Option<&'static str>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ResponseMessage<'a> {
+    #[schemars(extend("const" = "assistant"))]
     pub role: &'static str,
     /// `None` when the message is only tool calls.
     pub content: Option<&'a str>,
@@ -524,15 +546,16 @@ pub struct ResponseMessage<'a> {
 }
 
 /// One finished tool call of a message.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ToolCallOut<'a> {
     pub id: &'a str,
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "function"))]
     pub kind: &'static str,
     pub function: FunctionCallOut<'a>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct FunctionCallOut<'a> {
     pub name: &'a str,
     /// JSON text, as the model wrote it.
@@ -541,7 +564,7 @@ pub struct FunctionCallOut<'a> {
 
 /// A piece of a streamed tool call: the first carries `id`, `type` and the name, the later
 /// ones the next piece of the arguments.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ToolCallChunk<'a> {
     pub index: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -551,16 +574,17 @@ pub struct ToolCallChunk<'a> {
     pub function: FunctionCallChunk<'a>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct FunctionCallChunk<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
     pub arguments: &'a str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ChatCompletionChunk<'a> {
     pub id: &'a str,
+    #[schemars(extend("const" = "chat.completion.chunk"))]
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
@@ -569,17 +593,19 @@ pub struct ChatCompletionChunk<'a> {
     pub usage: Option<Usage>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ChatChunkChoice<'a> {
     pub index: u32,
     pub delta: ChatDelta<'a>,
     pub logprobs: Option<ChatLogprobs>,
+    #[schemars(extend("enum" = ["stop", "length", "tool_calls", null]))]
     pub finish_reason: Option<&'static str>,
 }
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, JsonSchema)]
 pub struct ChatDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["assistant", null]))]
     pub role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
@@ -589,9 +615,10 @@ pub struct ChatDelta<'a> {
     pub tool_calls: Vec<ToolCallChunk<'a>>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CompletionResponse<'a> {
     pub id: &'a str,
+    #[schemars(extend("const" = "text_completion"))]
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
@@ -601,9 +628,10 @@ pub struct CompletionResponse<'a> {
 }
 
 /// A streamed completion chunk (borrowing its single choice, so no allocation per token).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CompletionChunk<'a> {
     pub id: &'a str,
+    #[schemars(extend("const" = "text_completion"))]
     pub object: &'static str,
     pub created: u64,
     pub model: &'a str,
@@ -612,22 +640,23 @@ pub struct CompletionChunk<'a> {
     pub usage: Option<Usage>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct CompletionChoice<'a> {
     pub index: u32,
     /// Borrowed unless an echoed prompt is put before the generated text.
     pub text: std::borrow::Cow<'a, str>,
     pub logprobs: Option<CompletionLogprobs>,
+    #[schemars(extend("enum" = ["stop", "length", null]))]
     pub finish_reason: Option<&'static str>,
 }
 
 /// Chat `logprobs`: one entry per generated token.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct ChatLogprobs {
     pub content: Vec<ChatTokenLogprob>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ChatTokenLogprob {
     pub token: String,
     pub logprob: f32,
@@ -636,7 +665,7 @@ pub struct ChatTokenLogprob {
     pub top_logprobs: Vec<ChatTopLogprob>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct ChatTopLogprob {
     pub token: String,
     pub logprob: f32,
@@ -644,7 +673,7 @@ pub struct ChatTopLogprob {
 }
 
 /// Legacy completions `logprobs`: parallel arrays, one element per generated token.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, JsonSchema)]
 pub struct CompletionLogprobs {
     pub tokens: Vec<String>,
     pub token_logprobs: Vec<f32>,
@@ -659,6 +688,17 @@ pub struct CompletionLogprobs {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TopLogprobMap(pub Vec<(String, f32)>);
 
+/// A `{token text: logprob}` object.
+impl JsonSchema for TopLogprobMap {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TopLogprobMap".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "object", "additionalProperties": {"type": "number"}})
+    }
+}
+
 impl Serialize for TopLogprobMap {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
@@ -672,15 +712,17 @@ impl Serialize for TopLogprobMap {
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ModelList {
+    #[schemars(extend("const" = "list"))]
     pub object: String,
     pub data: Vec<ModelObject>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct ModelObject {
     pub id: String,
+    #[schemars(extend("const" = "model"))]
     pub object: String,
     pub created: u64,
     pub owned_by: String,
@@ -691,7 +733,7 @@ pub struct ModelObject {
 
 /// `POST /tokenize` (vLLM's extension): a `prompt`, or chat `messages` rendered through the
 /// model's chat template exactly as a chat completion would render them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenizeRequest {
     /// May be left out when the server serves one model.
     pub model: Option<String>,
@@ -704,6 +746,7 @@ pub struct TokenizeRequest {
     #[serde(default)]
     pub continue_final_message: bool,
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    #[schemars(with = "Option<Vec<crate::schema::ChatTool>>")]
     pub tools: Option<Vec<Value>>,
     /// Also return each token's text.
     #[serde(default)]
@@ -740,7 +783,7 @@ impl TokenizeRequest {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenizeResponse {
     pub count: usize,
     pub max_model_len: u32,
@@ -750,13 +793,13 @@ pub struct TokenizeResponse {
 }
 
 /// `POST /detokenize` (vLLM's extension).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DetokenizeRequest {
     pub model: Option<String>,
     pub tokens: Vec<u32>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DetokenizeResponse {
     pub prompt: String,
 }

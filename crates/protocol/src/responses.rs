@@ -4,6 +4,7 @@
 //!
 //! Responses are not stored: `previous_response_id` and `background` are refused with a 400.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -11,14 +12,14 @@ use crate::error::ApiError;
 use crate::openai::{ChatCompletionRequest, ChatMessage, CommonParams, Role, StreamOptions};
 
 /// `input`: a string (one user message) or a list of input items.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum ResponseInput {
     Text(String),
     Items(Vec<Value>),
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ResponsesRequest {
     pub model: String,
     pub input: ResponseInput,
@@ -267,12 +268,14 @@ fn chat_tool_choice(choice: &Value) -> Value {
 
 // ---- the response object ----
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ResponseObject<'a> {
     pub id: &'a str,
+    #[schemars(extend("const" = "response"))]
     pub object: &'static str,
     pub created_at: u64,
     /// `in_progress`, `completed`, `incomplete` or `failed`.
+    #[schemars(extend("enum" = ["in_progress", "completed", "incomplete", "failed"]))]
     pub status: &'static str,
     pub model: &'a str,
     pub output: Vec<OutputItem<'a>>,
@@ -293,12 +296,12 @@ pub struct ResponseObject<'a> {
     pub store: bool,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct IncompleteDetails {
     pub reason: &'static str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem<'a> {
     Message {
@@ -321,14 +324,14 @@ pub enum OutputItem<'a> {
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ReasoningText<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub text: &'a str,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct OutputText<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -346,7 +349,7 @@ impl<'a> OutputText<'a> {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ResponseUsage {
     pub input_tokens: u32,
     pub input_tokens_details: InputTokensDetails,
@@ -355,12 +358,12 @@ pub struct ResponseUsage {
     pub total_tokens: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct InputTokensDetails {
     pub cached_tokens: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct OutputTokensDetails {
     pub reasoning_tokens: u32,
 }
