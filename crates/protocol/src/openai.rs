@@ -253,6 +253,7 @@ impl Role {
 /// One chat message. `content` is a string, a list of content parts, or null; every other field
 /// (`tool_calls`, `tool_call_id`, `name`, `reasoning_content`, ...) is kept for the chat template.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::schema::chat_message_rules)]
 pub struct ChatMessage {
     pub role: Role,
     #[serde(default)]
@@ -263,6 +264,7 @@ pub struct ChatMessage {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::schema::chat_request_rules)]
 pub struct ChatCompletionRequest {
     pub model: String,
     #[schemars(length(min = 1))]
@@ -395,10 +397,10 @@ fn check_top_logprobs(param: &str, k: i64) -> Result<(), ApiError> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Prompt {
-    Text(String),
-    Texts(Vec<String>),
-    Tokens(Vec<u32>),
-    TokenLists(Vec<Vec<u32>>),
+    Text(#[schemars(length(min = 1))] String),
+    Texts(#[schemars(length(min = 1), inner(length(min = 1)))] Vec<String>),
+    Tokens(#[schemars(length(min = 1))] Vec<u32>),
+    TokenLists(#[schemars(length(min = 1), inner(length(min = 1)))] Vec<Vec<u32>>),
 }
 
 /// One prompt of a (possibly batched) completion request.
@@ -437,6 +439,7 @@ impl Prompt {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::schema::completion_request_rules)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
@@ -444,9 +447,11 @@ pub struct CompletionRequest {
     pub common: CommonParams,
     #[serde(default)]
     pub echo: bool,
+    #[schemars(length(max = 0))]
     pub suffix: Option<String>,
     #[schemars(range(min = 0, max = crate::MAX_TOP_LOGPROBS))]
     pub logprobs: Option<i64>,
+    #[schemars(range(min = 1, max = 1))]
     pub best_of: Option<i64>,
 }
 
@@ -734,10 +739,12 @@ pub struct ModelObject {
 /// `POST /tokenize` (vLLM's extension): a `prompt`, or chat `messages` rendered through the
 /// model's chat template exactly as a chat completion would render them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(transform = crate::schema::tokenize_request_rules)]
 pub struct TokenizeRequest {
     /// May be left out when the server serves one model.
     pub model: Option<String>,
     pub prompt: Option<String>,
+    #[schemars(length(min = 1))]
     pub messages: Option<Vec<ChatMessage>>,
     /// Let the tokenizer add its special tokens (BOS): default true for a prompt, false for
     /// messages (the template places them).

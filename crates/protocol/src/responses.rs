@@ -16,7 +16,7 @@ use crate::openai::{ChatCompletionRequest, ChatMessage, CommonParams, Role, Stre
 #[serde(untagged)]
 pub enum ResponseInput {
     Text(String),
-    Items(Vec<Value>),
+    Items(#[schemars(with = "Vec<crate::schema::ResponseInputItem>")] Vec<Value>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -25,25 +25,36 @@ pub struct ResponsesRequest {
     pub input: ResponseInput,
     pub instructions: Option<String>,
     /// Signed so that a negative value gets a clear message rather than a parse error.
+    #[schemars(range(min = 1, max = 4294967295_u32))]
     pub max_output_tokens: Option<i64>,
+    #[schemars(range(min = 0, max = 2))]
     pub temperature: Option<f64>,
+    #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1))]
     pub top_p: Option<f64>,
     #[serde(default)]
     pub stream: bool,
+    #[schemars(with = "Option<Vec<crate::schema::ResponseTool>>")]
     pub tools: Option<Vec<Value>>,
+    #[schemars(with = "Option<crate::schema::ResponseToolChoice>")]
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
+    /// Refused unless null: responses are not stored.
+    #[schemars(extend("type" = "null"))]
     pub previous_response_id: Option<String>,
     #[serde(default)]
+    #[schemars(extend("const" = false))]
     pub background: bool,
     pub metadata: Option<Map<String, Value>>,
+    #[schemars(with = "Option<crate::schema::ResponseText>")]
     pub text: Option<Value>,
     pub user: Option<String>,
     pub seed: Option<u64>,
     /// vLLM extensions carried over to the chat request.
+    #[schemars(extend("minimum" = -1, "not" = {"const": 0}))]
     pub top_k: Option<i64>,
     pub stop: Option<crate::openai::StopSpec>,
     pub chat_template_kwargs: Option<Map<String, Value>>,
+    #[schemars(length(min = 1))]
     pub cache_salt: Option<String>,
 }
 
