@@ -68,20 +68,36 @@ const EMPTY: u64 = 0;
 /// fits in a core's L2 cache, where probing costs instructions and mispredicted branches
 /// rather than misses: it stays at most an eighth full (64 bytes a block), so a probe almost
 /// always stops at its first slot. A larger table stays at most a quarter full (32 bytes a
-/// block): there the cost is cache and TLB misses, which a sparser (larger) table would only
-/// add to.
+/// block) and one of [`DENSE_MIN_BYTES`] or more half full (16 bytes a block): there the cost
+/// is cache and TLB misses, which a sparser (larger) table would only add to.
 #[inline]
 fn capacity_of(slots: usize) -> usize {
-    if slots * size_of::<u64>() < SPARSE_MAX_BYTES {
+    let bytes = slots * size_of::<u64>();
+    if bytes < SPARSE_MAX_BYTES {
         slots / 8
-    } else {
+    } else if bytes < DENSE_MIN_BYTES {
         slots / 4
+    } else {
+        slots / 2
     }
 }
 
 const SPARSE_MAX_BYTES: usize = 1 << 20;
 
+/// From this size on a table stays at most half full (16 bytes a block): it is far past the
+/// L2 cache, so nearly every probe is a miss however short, and a smaller table misses less.
+const DENSE_MIN_BYTES: usize = 8 << 20;
+
 const MIN_CAPACITY: usize = 16;
+
+/// Once the map holds `1 / GROW_TO_EXPECTED` of the expected entries, its next growth goes
+/// straight to room for all of them, skipping the rebuilds in between (each costs a fresh
+/// table's page faults and a random write per entry). Earlier would pin the whole room for
+/// fleets whose workers share most blocks (far fewer live than expected).
+const GROW_TO_EXPECTED: usize = 4;
+
+/// Entries a rebuild reads ahead for at a time (see [`BlockMap::rebuild`]).
+const REBUILD_BATCH: usize = 64;
 
 /// [`BlockMap::touch`] reads ahead only in tables at least this large.
 const TOUCH_MIN_BYTES: usize = 1 << 20;
@@ -409,6 +425,11 @@ impl BlockMap {
         if self.slots.len() * size_of::<u64>() < TOUCH_MIN_BYTES {
             return;
         }
+        self.touch_always(keys);
+    }
+
+    #[inline]
+    fn touch_always(&self, keys: impl Iterator<Item = SequenceHash>) {
         let (slots, shift) = (&*self.slots, self.shift);
         let mask = slots.len() - 1;
         let mut seen = 0;
@@ -429,7 +450,7 @@ impl BlockMap {
         self.len + self.overflow.len()
     }
 
-    /// Entries that fit before the map grows (an eighth or a quarter of the slots).
+    /// Entries that fit before the map grows (an eighth, a quarter or half of the slots).
     pub fn capacity(&self) -> usize {
         capacity_of(self.slots.len())
     }
@@ -463,7 +484,7 @@ impl BlockMap {
         while capacity_of(slots) < needed {
             slots *= 2;
         }
-        if self.expected > needed && needed * 4 >= self.expected {
+        if self.expected > needed && needed * GROW_TO_EXPECTED >= self.expected {
             slots = slots.max(slots_for(self.expected));
         }
         self.rebuild(slots, keys);
@@ -486,11 +507,29 @@ impl BlockMap {
         self.shift = 64 - slot_count.trailing_zeros();
         self.len = 0;
         self.overflow = HashMap::new();
-        let shift = self.shift;
+        // Entries go in by batches whose home slots are read first, so the misses of a
+        // batch overlap (a large table's inserts are random writes, each a miss).
+        let mut batch = [(0, Loc::default()); REBUILD_BATCH];
+        let mut n = 0;
         keys.for_each_block(|key, loc| {
+            batch[n] = (key, loc);
+            n += 1;
+            if n == REBUILD_BATCH {
+                self.place_fresh(&batch);
+                n = 0;
+            }
+        });
+        self.place_fresh(&batch[..n]);
+    }
+
+    /// Places `entries`, known absent, in a table with room for them.
+    fn place_fresh(&mut self, entries: &[(SequenceHash, Loc)]) {
+        let shift = self.shift;
+        self.touch_always(entries.iter().map(|e| e.0));
+        for &(key, loc) in entries {
             let free = probe(&self.slots, key, shift, |_| false).err().flatten();
             self.place(key, loc, free);
-        });
+        }
     }
 }
 
