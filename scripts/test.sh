@@ -81,7 +81,7 @@ setup_venv() {
   local want
   want="$(cat "$requirements" "$nodeps" | sha256sum | cut -d' ' -f1)"
   if [[ -x .venv/bin/python && -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout, tritonclient.grpc, msgspec, zmq' 2>/dev/null; then
+    && .venv/bin/python -c 'import openai, pytest, httpx, pytest_timeout, tritonclient.grpc, msgspec, zmq, schemathesis, jsonschema_rs' 2>/dev/null; then
     echo ".venv up to date"
     return
   fi
