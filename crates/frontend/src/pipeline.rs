@@ -14,8 +14,8 @@ use switchyard_protocol::openai::{
     ChatCompletionRequest, CommonParams, CompletionRequest, PromptInput, ResponseFormat,
 };
 use switchyard_protocol::{
-    ApiError, CacheKey, EngineCapabilities, GuidedDecoding, OutputOptions, PreprocessedRequest,
-    SamplingOptions, StopConditions,
+    ApiError, CacheKey, EngineCapabilities, GuidedDecoding, MAX_LOGIT_BIAS_ENTRIES, OutputOptions,
+    PreprocessedRequest, SamplingOptions, StopConditions,
 };
 use switchyard_router::{LoadGuard, Router, RouterConfig};
 use switchyard_runtime::request_plane::RequestPlane;
@@ -35,9 +35,6 @@ fn check_token_ids(ids: &[u32], vocab: u32, param: &str) -> Result<(), ApiError>
         None => Ok(()),
     }
 }
-
-/// The most `logit_bias` entries one request may carry (each is applied at every step).
-pub const MAX_LOGIT_BIAS_ENTRIES: usize = 1024;
 
 /// OpenAI's `logit_bias` map (token ids as string keys) as sorted `(token, bias)` pairs.
 fn parse_logit_bias(

@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use schemars::generate::SchemaSettings;
-use schemars::{JsonSchema, SchemaGenerator};
+use schemars::transform::RecursiveTransform;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{Map, Value, json};
 use switchyard_protocol::error::ErrorResponse;
 use switchyard_protocol::openai::{
@@ -20,7 +21,9 @@ use switchyard_protocol::openai::{
     CompletionRequest, CompletionResponse, DetokenizeRequest, DetokenizeResponse, ModelList,
     ModelObject, TokenizeRequest, TokenizeResponse,
 };
-use switchyard_protocol::responses::{ResponseObject, ResponsesRequest};
+use switchyard_protocol::responses::{
+    OutputItem, OutputText, ReasoningText, ResponseObject, ResponsesRequest,
+};
 use switchyard_protocol::{ApiError, ErrorKind};
 
 use crate::error::HttpError;
@@ -58,10 +61,12 @@ struct Schemas {
 
 impl Schemas {
     fn new() -> Self {
-        let settings = SchemaSettings::draft2020_12().with(|s| {
-            s.definitions_path = "/components/schemas".into();
-            s.meta_schema = None;
-        });
+        let settings = SchemaSettings::draft2020_12()
+            .with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.meta_schema = None;
+            })
+            .with_transform(RecursiveTransform(integer_bounds));
         Schemas {
             requests: settings.clone().for_deserialize().into_generator(),
             responses: settings.for_serialize().into_generator(),
@@ -95,6 +100,22 @@ impl Schemas {
     }
 }
 
+/// The bounds of a Rust integer type, which schemars names only in `format` (validators do
+/// not check `uint32`): a value outside them is refused by the server as it parses.
+fn integer_bounds(schema: &mut Schema) {
+    let Some(object) = schema.as_object_mut() else {
+        return;
+    };
+    let (min, max): (Value, Value) = match object.get("format").and_then(Value::as_str) {
+        Some("uint32") => (0.into(), u32::MAX.into()),
+        Some("uint64" | "uint") => (0.into(), u64::MAX.into()),
+        Some("int64") => (i64::MIN.into(), i64::MAX.into()),
+        _ => return,
+    };
+    object.entry("minimum").or_insert(min);
+    object.entry("maximum").or_insert(max);
+}
+
 /// A `responses` entry with a JSON body.
 fn json_body(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
@@ -103,10 +124,7 @@ fn json_body(description: &str, schema: Value) -> Value {
 /// The error statuses an operation can answer, each with the OpenAI error object.
 fn with_errors(mut responses: Map<String, Value>, errors: &[(u16, &str)]) -> Value {
     for (status, why) in errors {
-        responses.insert(
-            status.to_string(),
-            json_body(why, json!({"$ref": "#/components/schemas/ErrorResponse"})),
-        );
+        responses.insert(status.to_string(), json_body(why, error_ref()));
     }
     Value::Object(responses)
 }
@@ -117,14 +135,11 @@ fn ok_json(description: &str, schema: Value) -> Map<String, Value> {
     map
 }
 
-/// 200 as JSON, or as Server-Sent Events when the request set `stream: true`. OpenAPI 3.1 has
-/// no way to type an event stream's items: the description names the chunk schema.
-fn ok_json_or_events(
-    description: &str,
-    schema: Value,
-    chunk: Value,
-    events: &str,
-) -> Map<String, Value> {
+/// 200 as JSON, or as Server-Sent Events when the request set `stream: true`. The
+/// `text/event-stream` schema describes one event as an `{event, data, id, retry}` object (as
+/// the SSE parser sees it; `event` defaults to `message`), each event's `data` a JSON text
+/// described by `contentMediaType` + `contentSchema`.
+fn ok_json_or_events(description: &str, schema: Value, event: Value) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert(
         "200".into(),
@@ -132,15 +147,141 @@ fn ok_json_or_events(
             "description": description,
             "content": {
                 "application/json": {"schema": schema},
-                "text/event-stream": {"schema": {
-                    "type": "string",
-                    "description": events,
-                    "x-event-data-schema": chunk,
-                }}
+                "text/event-stream": {"schema": event}
             }
         }),
     );
     map
+}
+
+/// A string holding JSON that `schema` describes (an SSE event's `data`).
+fn json_text(schema: Value) -> Value {
+    json!({"type": "string", "contentMediaType": "application/json", "contentSchema": schema})
+}
+
+fn error_ref() -> Value {
+    json!({"$ref": "#/components/schemas/ErrorResponse"})
+}
+
+/// One event of a chat or text completion stream: `data: <chunk>` events, `data: [DONE]` last;
+/// a failure mid-stream is `event: error` with an ErrorResponse, and no `[DONE]` follows.
+fn chunk_stream_event(chunk: Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": {"event": {"enum": ["message", "error"]}},
+        "required": ["event", "data"],
+        "if": {"properties": {"event": {"const": "error"}}},
+        "then": {"properties": {"data": json_text(error_ref())}},
+        "else": {
+            "if": {"properties": {"data": {"const": "[DONE]"}}},
+            "else": {"properties": {"data": json_text(chunk)}}
+        }
+    })
+}
+
+/// One event of a Responses stream: `event: <type>` and the event object as `data`, its
+/// `type` the event name and `sequence_number` counting from 0. From `response.created` to
+/// `response.completed` (or `response.incomplete`); a failure mid-stream is `event: error`.
+fn response_stream_event(schemas: &mut Schemas) -> Value {
+    let response = schemas.response::<ResponseObject<'static>>();
+    let item = schemas.response::<OutputItem<'static>>();
+    let index = json!({"type": "integer", "minimum": 0});
+    let text = json!({"type": "string"});
+    let part = json!({"anyOf": [
+        schemas.response::<OutputText<'static>>(),
+        schemas.response::<ReasoningText<'static>>(),
+    ]});
+    let in_item = |extra: Value| {
+        let mut fields = json!({"item_id": text, "output_index": index});
+        fields
+            .as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        fields
+    };
+    // (event type, its fields besides `type` and `sequence_number`; all required)
+    let kinds: Vec<(&str, Value)> = vec![
+        ("response.created", json!({"response": response})),
+        ("response.in_progress", json!({"response": response})),
+        ("response.completed", json!({"response": response})),
+        ("response.incomplete", json!({"response": response})),
+        (
+            "response.output_item.added",
+            json!({"output_index": index, "item": item}),
+        ),
+        (
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        ),
+        (
+            "response.content_part.added",
+            in_item(json!({"content_index": index, "part": part})),
+        ),
+        (
+            "response.content_part.done",
+            in_item(json!({"content_index": index, "part": part})),
+        ),
+        (
+            "response.output_text.delta",
+            in_item(json!({"content_index": index, "delta": text})),
+        ),
+        (
+            "response.output_text.done",
+            in_item(json!({"content_index": index, "text": text, "logprobs": {"type": "array"}})),
+        ),
+        (
+            "response.reasoning_text.delta",
+            in_item(json!({"content_index": index, "delta": text})),
+        ),
+        (
+            "response.reasoning_text.done",
+            in_item(json!({"content_index": index, "text": text})),
+        ),
+        (
+            "response.function_call_arguments.delta",
+            in_item(json!({"delta": text})),
+        ),
+        (
+            "response.function_call_arguments.done",
+            in_item(json!({"arguments": text})),
+        ),
+        (
+            "error",
+            json!({
+                "code": {"type": ["string", "integer", "null"]},
+                "message": text,
+                "param": {"type": ["string", "null"]},
+            }),
+        ),
+    ];
+    let names: Vec<&str> = kinds.iter().map(|(name, _)| *name).collect();
+    let rules: Vec<Value> = kinds
+        .into_iter()
+        .map(|(name, fields)| {
+            let mut required: Vec<&str> = vec!["type", "sequence_number"];
+            required.extend(
+                fields
+                    .as_object()
+                    .expect("an object")
+                    .keys()
+                    .map(String::as_str),
+            );
+            let mut properties = fields.as_object().expect("an object").clone();
+            properties.insert("type".into(), json!({"const": name}));
+            properties.insert("sequence_number".into(), index.clone());
+            let data = json!({"type": "object", "properties": properties, "required": required});
+            json!({
+                "if": {"properties": {"event": {"const": name}}},
+                "then": {"properties": {"data": json_text(data)}}
+            })
+        })
+        .collect();
+    json!({
+        "type": "object",
+        "properties": {"event": {"enum": names}},
+        "required": ["event", "data"],
+        "allOf": rules
+    })
 }
 
 fn json_request(schema: Value) -> Value {
@@ -204,9 +345,7 @@ fn operation(schemas: &mut Schemas, method: &Method, path: &str) -> Option<Value
                 ok_json_or_events(
                     "the completion; with `stream: true` an event stream",
                     schemas.response::<ChatCompletionResponse<'static>>(),
-                    schemas.response::<ChatCompletionChunk<'static>>(),
-                    "`data: <ChatCompletionChunk JSON>` events, then `data: [DONE]`; a failure \
-                     mid-stream is `event: error` with an ErrorResponse and no [DONE]",
+                    chunk_stream_event(schemas.response::<ChatCompletionChunk<'static>>()),
                 ),
                 generation_errors,
             ),
@@ -219,9 +358,7 @@ fn operation(schemas: &mut Schemas, method: &Method, path: &str) -> Option<Value
                 ok_json_or_events(
                     "the completion; with `stream: true` an event stream",
                     schemas.response::<CompletionResponse<'static>>(),
-                    schemas.response::<CompletionChunk<'static>>(),
-                    "`data: <CompletionChunk JSON>` events, then `data: [DONE]`; a failure \
-                     mid-stream is `event: error` with an ErrorResponse and no [DONE]",
+                    chunk_stream_event(schemas.response::<CompletionChunk<'static>>()),
                 ),
                 generation_errors,
             ),
@@ -234,12 +371,7 @@ fn operation(schemas: &mut Schemas, method: &Method, path: &str) -> Option<Value
                 ok_json_or_events(
                     "the response object; with `stream: true` an event stream",
                     schemas.response::<ResponseObject<'static>>(),
-                    json!({"type": "object", "properties": {
-                        "type": {"type": "string"}, "sequence_number": {"type": "integer"}
-                    }, "required": ["type", "sequence_number"]}),
-                    "`event: <type>` + `data: <event JSON>` per event, from `response.created` \
-                     to `response.completed` (or `response.incomplete`); a failure mid-stream \
-                     is `event: error`",
+                    response_stream_event(schemas),
                 ),
                 generation_errors,
             ),
@@ -548,6 +680,58 @@ mod tests {
             schemas["ErrorBody"]["properties"]["code"]["type"],
             json!(["string", "integer"])
         );
+    }
+
+    #[test]
+    fn integers_carry_the_bounds_of_their_rust_type() {
+        let doc = document();
+        let schemas = &doc["components"]["schemas"];
+        let token = &schemas["DetokenizeRequest"]["properties"]["tokens"]["items"];
+        assert_eq!(
+            (&token["minimum"], &token["maximum"]),
+            (&json!(0), &json!(u32::MAX))
+        );
+        // An explicit range wins over the type's.
+        let n = &schemas["ChatCompletionRequest"]["properties"]["n"];
+        assert_eq!((&n["minimum"], &n["maximum"]), (&json!(1), &json!(128)));
+    }
+
+    #[test]
+    fn event_streams_describe_each_event_and_its_json_data() {
+        let doc = document();
+        let events = |path: &str| {
+            doc["paths"][path]["post"]["responses"]["200"]["content"]["text/event-stream"]["schema"]
+                .clone()
+        };
+        let chat = events("/v1/chat/completions");
+        assert_eq!(chat["required"], json!(["event", "data"]));
+        assert_eq!(
+            chat["then"]["properties"]["data"]["contentSchema"]["$ref"],
+            "#/components/schemas/ErrorResponse"
+        );
+        let chunk = &chat["else"]["else"]["properties"]["data"];
+        assert_eq!(chunk["contentMediaType"], "application/json");
+        assert_eq!(
+            chunk["contentSchema"]["$ref"],
+            "#/components/schemas/ChatCompletionChunk"
+        );
+        assert_eq!(chat["else"]["if"]["properties"]["data"]["const"], "[DONE]");
+        let responses = events("/v1/responses");
+        let names = responses["properties"]["event"]["enum"].as_array().unwrap();
+        let rules = responses["allOf"].as_array().unwrap();
+        assert_eq!(names.len(), rules.len());
+        for (name, rule) in names.iter().zip(rules) {
+            assert_eq!(&rule["if"]["properties"]["event"]["const"], name);
+            let data = &rule["then"]["properties"]["data"]["contentSchema"];
+            assert_eq!(&data["properties"]["type"]["const"], name);
+            assert!(
+                data["required"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!("sequence_number"))
+            );
+        }
+        assert!(names.contains(&json!("response.completed")) && names.contains(&json!("error")));
     }
 
     #[test]

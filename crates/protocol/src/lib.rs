@@ -17,6 +17,7 @@
 //! Invariant: only this crate defines wire types; other crates convert, never redefine.
 
 pub mod error;
+pub mod integer;
 pub mod kv;
 pub mod llm;
 pub mod openai;
@@ -25,7 +26,7 @@ pub mod schema;
 
 pub use error::{ApiError, ErrorKind};
 pub use llm::{
-    CacheKey, EngineCapabilities, EngineOutput, FinishReason, GuidedDecoding, MAX_TOP_LOGPROBS,
-    OutputLogprobs, OutputOptions, PreprocessedRequest, SamplingOptions, StopConditions, TokenId,
-    TokenLogprob,
+    CacheKey, EngineCapabilities, EngineOutput, FinishReason, GuidedDecoding,
+    MAX_LOGIT_BIAS_ENTRIES, MAX_TOP_LOGPROBS, OutputLogprobs, OutputOptions, PreprocessedRequest,
+    SamplingOptions, StopConditions, TokenId, TokenLogprob,
 };

@@ -90,6 +90,9 @@ impl EngineCapabilities {
 /// The most top alternatives per token a client may ask for (OpenAI's and vLLM's default cap).
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 
+/// The most `logit_bias` entries one request may carry (each is applied at every step).
+pub const MAX_LOGIT_BIAS_ENTRIES: usize = 1024;
+
 /// A token and its log-probability under the engine's sampling distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {

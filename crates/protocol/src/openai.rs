@@ -41,22 +41,27 @@ pub struct StreamOptions {
 pub struct CommonParams {
     /// Signed so that a negative value gets a clear message rather than a parse error.
     #[schemars(range(min = 0, max = 4294967295_u32))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub max_tokens: Option<i64>,
     #[schemars(range(min = 0, max = 2))]
     pub temperature: Option<f64>,
     #[schemars(extend("exclusiveMinimum" = 0, "maximum" = 1))]
     pub top_p: Option<f64>,
     #[schemars(extend("minimum" = -1, "not" = {"const": 0}))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub top_k: Option<i64>,
     #[schemars(range(min = 0, max = 1))]
     pub min_p: Option<f64>,
     #[schemars(range(min = 1, max = MAX_CHOICES_PER_PROMPT))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub n: Option<i64>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     pub stop: Option<StopSpec>,
+    #[serde(default, deserialize_with = "crate::integer::option_vec")]
     pub stop_token_ids: Option<Vec<u32>>,
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub seed: Option<u64>,
     #[schemars(range(min = -2, max = 2))]
     pub presence_penalty: Option<f64>,
@@ -69,6 +74,7 @@ pub struct CommonParams {
     pub ignore_eos: bool,
     /// vLLM extension: EOS and stop tokens are ignored until this many tokens exist.
     #[schemars(range(min = 0, max = 4294967295_u32))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub min_tokens: Option<i64>,
     /// vLLM extension: keep special tokens such as `<|im_end|>` in the text when false.
     pub skip_special_tokens: Option<bool>,
@@ -77,6 +83,7 @@ pub struct CommonParams {
     pub cache_salt: Option<String>,
     pub user: Option<String>,
     /// Token id (as a string key, OpenAI's shape) → bias in [-100, 100] added to its logit.
+    #[schemars(with = "Option<crate::schema::LogitBias>")]
     pub logit_bias: Option<std::collections::BTreeMap<String, f64>>,
 }
 
@@ -273,6 +280,7 @@ pub struct ChatCompletionRequest {
     pub common: CommonParams,
     /// Newer name of `max_tokens`; wins when both are given.
     #[schemars(range(min = 0, max = 4294967295_u32))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub max_completion_tokens: Option<i64>,
     #[schemars(with = "Option<Vec<crate::schema::ChatTool>>")]
     pub tools: Option<Vec<Value>>,
@@ -286,6 +294,7 @@ pub struct ChatCompletionRequest {
     pub continue_final_message: bool,
     pub logprobs: Option<bool>,
     #[schemars(range(min = 0, max = crate::MAX_TOP_LOGPROBS))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub top_logprobs: Option<i64>,
     pub response_format: Option<ResponseFormat>,
 }
@@ -356,6 +365,7 @@ impl ChatCompletionRequest {
                 ));
             }
         }
+        check_tools(self.tools.as_deref())?;
         if self.continue_final_message && self.add_generation_prompt == Some(true) {
             return Err(ApiError::invalid_param(
                 "continue_final_message",
@@ -380,6 +390,60 @@ impl ChatCompletionRequest {
     }
 }
 
+fn check_tools(tools: Option<&[Value]>) -> Result<(), ApiError> {
+    tools
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .try_for_each(|(i, tool)| check_tool(tool, i))
+}
+
+/// One chat `tools` entry: `{"type": "function", "function": {"name", "description"?,
+/// "parameters"?}}`. A malformed tool would otherwise reach the chat template as it is.
+fn check_tool(tool: &Value, i: usize) -> Result<(), ApiError> {
+    let fail = |field: &str, why: &str| {
+        Err(ApiError::invalid_param(
+            &format!("tools[{i}]{field}"),
+            why.to_string(),
+        ))
+    };
+    if tool.get("type").and_then(Value::as_str) != Some("function") {
+        return fail(
+            ".type",
+            "only function tools (\"type\": \"function\") are supported",
+        );
+    }
+    let Some(function) = tool.get("function").and_then(Value::as_object) else {
+        return fail(".function", "a function tool needs a `function` object");
+    };
+    if function
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return fail(
+            ".function.name",
+            "the function needs a non-empty string name",
+        );
+    }
+    if function
+        .get("description")
+        .is_some_and(|d| !d.is_string() && !d.is_null())
+    {
+        return fail(".function.description", "description must be a string");
+    }
+    if function
+        .get("parameters")
+        .is_some_and(|p| !p.is_object() && !p.is_null())
+    {
+        return fail(
+            ".function.parameters",
+            "parameters must be a JSON Schema object",
+        );
+    }
+    Ok(())
+}
+
 fn check_top_logprobs(param: &str, k: i64) -> Result<(), ApiError> {
     if !(0..=i64::from(crate::MAX_TOP_LOGPROBS)).contains(&k) {
         return Err(ApiError::invalid_param(
@@ -399,8 +463,16 @@ fn check_top_logprobs(param: &str, k: i64) -> Result<(), ApiError> {
 pub enum Prompt {
     Text(#[schemars(length(min = 1))] String),
     Texts(#[schemars(length(min = 1), inner(length(min = 1)))] Vec<String>),
-    Tokens(#[schemars(length(min = 1))] Vec<u32>),
-    TokenLists(#[schemars(length(min = 1), inner(length(min = 1)))] Vec<Vec<u32>>),
+    Tokens(
+        #[serde(deserialize_with = "crate::integer::vec")]
+        #[schemars(length(min = 1))]
+        Vec<u32>,
+    ),
+    TokenLists(
+        #[serde(deserialize_with = "crate::integer::vec_vec")]
+        #[schemars(length(min = 1), inner(length(min = 1)))]
+        Vec<Vec<u32>>,
+    ),
 }
 
 /// One prompt of a (possibly batched) completion request.
@@ -450,8 +522,12 @@ pub struct CompletionRequest {
     #[schemars(length(max = 0))]
     pub suffix: Option<String>,
     #[schemars(range(min = 0, max = crate::MAX_TOP_LOGPROBS))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub logprobs: Option<i64>,
-    #[schemars(range(min = 1, max = 1))]
+    /// Candidates generated per prompt, of which the `n` of highest cumulative logprob are
+    /// returned: at least `n`, and equal to `n` when streamed.
+    #[schemars(range(min = 1, max = MAX_CHOICES_PER_PROMPT))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub best_of: Option<i64>,
     /// vLLM extension: constrain the completion's form as chat's `response_format` does.
     pub response_format: Option<ResponseFormat>,
@@ -778,8 +854,9 @@ pub struct TokenizeRequest {
 }
 
 impl TokenizeRequest {
-    /// Exactly one of `prompt` and `messages`.
+    /// Exactly one of `prompt` and `messages`; `tools`, even unused with a prompt, well formed.
     pub fn validate(&self) -> Result<(), ApiError> {
+        check_tools(self.tools.as_deref())?;
         match (&self.prompt, &self.messages) {
             (Some(_), Some(_)) => Err(ApiError::invalid_param(
                 "messages",
@@ -820,6 +897,7 @@ pub struct TokenizeResponse {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DetokenizeRequest {
     pub model: Option<String>,
+    #[serde(deserialize_with = "crate::integer::vec")]
     pub tokens: Vec<u32>,
 }
 
@@ -859,6 +937,16 @@ mod tests {
             (r#""n":0"#, "n"),
             (r#""max_tokens":-1"#, "max_tokens"),
             (r#""stop":["a",""]"#, "stop"),
+            (r#""tools":[{"type":"function"}]"#, "tools[0].function"),
+            (r#""tools":[{"function":{"name":"f"}}]"#, "tools[0].type"),
+            (
+                r#""tools":[{"type":"function","function":{"name":""}}]"#,
+                "tools[0].function.name",
+            ),
+            (
+                r#""tools":[{"type":"function","function":{"name":"f","parameters":[]}}]"#,
+                "tools[0].function.parameters",
+            ),
         ] {
             let body =
                 format!(r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],{json}}}"#);
@@ -878,6 +966,24 @@ mod tests {
             Some("messages")
         );
         assert!(chat(r#"{"model":"m","messages":[{"role":"wizard","content":"x"}]}"#).is_err());
+    }
+
+    #[test]
+    fn integer_fields_take_integral_floats_as_openai_does() {
+        let req = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}],"max_tokens":5.0,
+               "n":2.0,"seed":7.0,"stop_token_ids":[3.0]}"#,
+        )
+        .unwrap();
+        assert_eq!(req.common.max_tokens, Some(5));
+        assert_eq!(req.common.n, Some(2));
+        assert_eq!(req.common.seed, Some(7));
+        assert_eq!(req.common.stop_token_ids, Some(vec![3]));
+        assert!(
+            chat(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":1.5}"#).is_err()
+        );
+        let p: Prompt = serde_json::from_str("[[1.0, 2], [3]]").unwrap();
+        assert_eq!(p, Prompt::TokenLists(vec![vec![1, 2], vec![3]]));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::openai::{ChatCompletionRequest, ChatMessage, CommonParams, Role, Stre
 #[serde(untagged)]
 pub enum ResponseInput {
     Text(String),
-    Items(#[schemars(with = "Vec<crate::schema::ResponseInputItem>")] Vec<Value>),
+    Items(#[schemars(with = "Vec<crate::schema::ResponseInputItem>", length(min = 1))] Vec<Value>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -26,6 +26,7 @@ pub struct ResponsesRequest {
     pub instructions: Option<String>,
     /// Signed so that a negative value gets a clear message rather than a parse error.
     #[schemars(range(min = 1, max = 4294967295_u32))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub max_output_tokens: Option<i64>,
     #[schemars(range(min = 0, max = 2))]
     pub temperature: Option<f64>,
@@ -48,9 +49,11 @@ pub struct ResponsesRequest {
     #[schemars(with = "Option<crate::schema::ResponseText>")]
     pub text: Option<Value>,
     pub user: Option<String>,
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub seed: Option<u64>,
     /// vLLM extensions carried over to the chat request.
     #[schemars(extend("minimum" = -1, "not" = {"const": 0}))]
+    #[serde(default, deserialize_with = "crate::integer::option")]
     pub top_k: Option<i64>,
     pub stop: Option<crate::openai::StopSpec>,
     pub chat_template_kwargs: Option<Map<String, Value>>,
@@ -82,6 +85,9 @@ impl ResponsesRequest {
                 "background responses are not supported",
             ));
         }
+        if self.text.as_ref().is_some_and(|t| !t.is_object()) {
+            return Err(ApiError::invalid_param("text", "text must be an object"));
+        }
         if let Some(format) = self.text.as_ref().and_then(|t| t.get("format")) {
             let kind = format.get("type").and_then(Value::as_str);
             if kind != Some("text") {
@@ -100,6 +106,12 @@ impl ResponsesRequest {
                 messages.push(message(Role::User, Value::String(text.clone())));
             }
             ResponseInput::Items(items) => {
+                if items.is_empty() {
+                    return Err(ApiError::invalid_param(
+                        "input",
+                        "input must hold at least one item",
+                    ));
+                }
                 for (i, item) in items.iter().enumerate() {
                     messages.push(input_item(item, i)?);
                 }
@@ -155,10 +167,16 @@ fn message(role: Role, content: Value) -> ChatMessage {
 /// a `function_call` (an assistant tool call) or a `function_call_output` (a tool message).
 fn input_item(item: &Value, i: usize) -> Result<ChatMessage, ApiError> {
     let param = format!("input[{i}]");
-    let kind = item
-        .get("type")
-        .and_then(Value::as_str)
-        .unwrap_or("message");
+    let kind = match item.get("type") {
+        None | Some(Value::Null) => "message",
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                &format!("{param}.type"),
+                "an input item's type must be a string",
+            ));
+        }
+    };
     match kind {
         "message" => {
             let role: Role = item
@@ -262,6 +280,16 @@ fn chat_tool(tool: &Value, i: usize) -> Result<Value, ApiError> {
             "only function tools are supported",
         ));
     }
+    if tool
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(ApiError::invalid_param(
+            &format!("tools[{i}].name"),
+            "a function tool needs a non-empty string name",
+        ));
+    }
     let mut function = tool.as_object().cloned().unwrap_or_default();
     function.remove("type");
     Ok(json!({"type": "function", "function": function}))
@@ -317,7 +345,9 @@ pub struct IncompleteDetails {
 pub enum OutputItem<'a> {
     Message {
         id: &'a str,
+        #[schemars(extend("enum" = ["in_progress", "completed", "incomplete"]))]
         status: &'static str,
+        #[schemars(extend("const" = "assistant"))]
         role: &'static str,
         content: Vec<OutputText<'a>>,
     },
@@ -326,6 +356,7 @@ pub enum OutputItem<'a> {
         call_id: String,
         name: String,
         arguments: String,
+        #[schemars(extend("enum" = ["in_progress", "completed"]))]
         status: &'static str,
     },
     Reasoning {
@@ -338,6 +369,7 @@ pub enum OutputItem<'a> {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct ReasoningText<'a> {
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "reasoning_text"))]
     pub kind: &'static str,
     pub text: &'a str,
 }
@@ -345,6 +377,7 @@ pub struct ReasoningText<'a> {
 #[derive(Clone, Debug, Serialize, JsonSchema)]
 pub struct OutputText<'a> {
     #[serde(rename = "type")]
+    #[schemars(extend("const" = "output_text"))]
     pub kind: &'static str,
     pub text: &'a str,
     pub annotations: [(); 0],
@@ -482,12 +515,22 @@ mod tests {
             (r#""background":true"#, "background"),
             (r#""max_output_tokens":0"#, "max_output_tokens"),
             (r#""text":{"format":{"type":"json_object"}}"#, "text.format"),
+            (r#""text":[null]"#, "text"),
             (r#""tools":[{"type":"web_search"}]"#, "tools[0].type"),
+            (r#""tools":[{"type":"function"}]"#, "tools[0].name"),
         ] {
             let body = format!(r#"{{"model":"m","input":"x",{json}}}"#);
             let err = request(&body).to_chat_request().unwrap_err();
             assert_eq!(err.param.as_deref(), Some(param), "{json}");
         }
+        let err = request(r#"{"model":"m","input":[],"instructions":"x"}"#)
+            .to_chat_request()
+            .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("input"));
+        let err = request(r#"{"model":"m","input":[{"type":{},"role":"user","content":"x"}]}"#)
+            .to_chat_request()
+            .unwrap_err();
+        assert_eq!(err.param.as_deref(), Some("input[0].type"));
         let err = request(r#"{"model":"m","input":[{"type":"image","url":"x"}]}"#)
             .to_chat_request()
             .unwrap_err();

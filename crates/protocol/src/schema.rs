@@ -54,9 +54,9 @@ impl JsonSchema for ChatTool {
                 "function": {
                     "type": "object",
                     "properties": {
-                        "name": {"type": "string"},
-                        "description": {"type": "string"},
-                        "parameters": {"type": "object"}
+                        "name": {"type": "string", "minLength": 1},
+                        "description": {"type": ["string", "null"]},
+                        "parameters": {"type": ["object", "null"]}
                     },
                     "required": ["name"]
                 }
@@ -92,6 +92,25 @@ impl JsonSchema for ChatToolChoice {
                 },
                 {"type": "null"}
             ]
+        })
+    }
+}
+
+/// `logit_bias`: token ids (decimal strings) → a bias in [-100, 100], at most
+/// `MAX_LOGIT_BIAS_ENTRIES` of them (the frontend checks the ids against the vocabulary).
+pub struct LogitBias;
+
+impl JsonSchema for LogitBias {
+    fn schema_name() -> Cow<'static, str> {
+        "LogitBias".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "object",
+            "propertyNames": {"pattern": "^[0-9]{1,10}$"},
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+            "maxProperties": crate::MAX_LOGIT_BIAS_ENTRIES
         })
     }
 }
@@ -200,7 +219,7 @@ impl JsonSchema for ResponseInputItem {
                 {
                     "type": "object",
                     "properties": {
-                        "type": {"const": "message"},
+                        "type": {"enum": ["message", null]},
                         "role": role,
                         "content": {"anyOf": [
                             {"type": "string"},
@@ -231,7 +250,10 @@ impl JsonSchema for ResponseInputItem {
                     "properties": {
                         "type": {"const": "function_call_output"},
                         "call_id": {"type": "string"},
-                        "output": {"type": "string"}
+                        "output": {
+                            "description": "the call's result: a string, or any JSON value \
+                                (passed to the chat template as its JSON text)"
+                        }
                     },
                     "required": ["type", "call_id"]
                 }
@@ -256,9 +278,9 @@ impl JsonSchema for ResponseTool {
                     "type": "object",
                     "properties": {
                         "type": {"const": "function"},
-                        "name": {"type": "string"},
-                        "description": {"type": "string"},
-                        "parameters": {"type": "object"}
+                        "name": {"type": "string", "minLength": 1},
+                        "description": {"type": ["string", "null"]},
+                        "parameters": {"type": ["object", "null"]}
                     },
                     "required": ["type", "name"]
                 },
