@@ -392,13 +392,23 @@ fn feed(g: &JsonGrammar, w: &mut Stack, b: u8, out: &mut Threads) {
             let obj = object_of(g, node);
             match (phase, b) {
                 (ObjPhase::Open | ObjPhase::BeforeKey, b'"') => start_key(g, w, node, seen, out),
-                (ObjPhase::Open | ObjPhase::AfterValue, b'}') => {
-                    if seen & obj.required == obj.required {
-                        complete(w);
-                        out.push(w);
-                    }
+                (ObjPhase::Open | ObjPhase::AfterValue, b'}')
+                    if seen & obj.required == obj.required =>
+                {
+                    complete(w);
+                    out.push(w);
                 }
                 (ObjPhase::AfterValue, b',') => {
+                    // Only if some key may still come: else a dead end.
+                    let more = obj.additional.is_some()
+                        || obj
+                            .props
+                            .iter()
+                            .enumerate()
+                            .any(|(i, p)| p.enabled && seen & (1 << i) == 0);
+                    if !more {
+                        return;
+                    }
                     w[last] = Frame::Object {
                         node,
                         phase: ObjPhase::BeforeKey,
@@ -811,9 +821,23 @@ impl Matcher {
         })
     }
 
-    /// Whether any byte may still follow (false once the top-level object or array closed).
+    /// Whether any byte may still follow (false once the top-level value is closed, or is a
+    /// number at its digit limit).
     pub fn can_continue(&self) -> bool {
-        self.state.iter().any(|t| !t.is_empty())
+        self.state.iter().any(|t| match t {
+            [] => false,
+            // A top-level number: only its own bytes may follow.
+            [
+                Frame::Num {
+                    integer,
+                    phase,
+                    digits,
+                },
+            ] => b"0.e-"
+                .iter()
+                .any(|&b| number_step(*integer, *phase, *digits, b).is_some()),
+            _ => true,
+        })
     }
 
     /// Branches alive (1 unless an `anyOf` or a key is still ambiguous).

@@ -216,7 +216,7 @@ impl JsonGrammar {
         // 1. Aliases → their targets.
         let n = self.nodes.len();
         let mut canon: Vec<NodeId> = (0..n as NodeId).collect();
-        for start in 0..n {
+        for (start, slot) in canon.iter_mut().enumerate() {
             let mut id = start as NodeId;
             let mut steps = 0;
             while let Node::Alias(target) = self.nodes[id as usize] {
@@ -231,7 +231,7 @@ impl JsonGrammar {
                     });
                 }
             }
-            canon[start] = id;
+            *slot = id;
         }
         let c = |id: NodeId| canon[id as usize];
         for node in &mut self.nodes {
@@ -649,7 +649,7 @@ impl Compiler<'_> {
     fn reference(
         &mut self,
         reference: &str,
-        path: &mut String,
+        path: &str,
         depth: usize,
     ) -> Result<NodeId, SchemaError> {
         let Some(pointer) = reference.strip_prefix('#') else {

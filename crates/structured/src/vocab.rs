@@ -108,6 +108,40 @@ impl TokenVocab {
         }
     }
 
+    /// From a GGUF file's `tokenizer.ggml.*` arrays: `model` is `tokenizer.ggml.model` (`gpt2`:
+    /// byte-level BPE; `llama`: SentencePiece), `token_types` `tokenizer.ggml.token_type`
+    /// (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte; empty: all normal).
+    /// Control, unknown and unused tokens are never allowed.
+    pub fn from_gguf<'a>(
+        model: &str,
+        tokens: impl ExactSizeIterator<Item = &'a str>,
+        token_types: &[i64],
+    ) -> Result<TokenVocab, String> {
+        let byte_level = match model {
+            "gpt2" => true,
+            "llama" => false,
+            other => {
+                return Err(format!(
+                    "tokenizer model `{other}` (supported: gpt2, llama)"
+                ));
+            }
+        };
+        let n = tokens.len();
+        if !token_types.is_empty() && token_types.len() != n {
+            return Err(format!("{} token types for {n} tokens", token_types.len()));
+        }
+        let bytes = tokens
+            .enumerate()
+            .map(|(i, text)| match token_types.get(i).copied().unwrap_or(1) {
+                2 | 3 | 5 => None,
+                4 => Some(text.as_bytes().to_vec()),
+                _ if byte_level => byte_level_token_bytes(text),
+                _ => Some(sentencepiece_token_bytes(text)),
+            })
+            .collect();
+        Ok(TokenVocab::new(bytes))
+    }
+
     /// Ids `0..len()`.
     pub fn len(&self) -> usize {
         self.bytes.len()
