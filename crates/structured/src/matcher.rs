@@ -400,12 +400,11 @@ fn feed(g: &JsonGrammar, w: &mut Stack, b: u8, out: &mut Threads) {
                 }
                 (ObjPhase::AfterValue, b',') => {
                     // Only if some key may still come: else a dead end.
-                    let more = obj.additional.is_some()
-                        || obj
-                            .props
-                            .iter()
-                            .enumerate()
-                            .any(|(i, p)| p.enabled && seen & (1 << i) == 0);
+                    let slot = w.len();
+                    let more = obj.additional.is_some_and(|a| g.fits(a, slot))
+                        || obj.props.iter().enumerate().any(|(i, p)| {
+                            p.enabled && seen & (1 << i) == 0 && g.fits(p.value, slot)
+                        });
                     if !more {
                         return;
                     }
@@ -507,7 +506,7 @@ fn feed(g: &JsonGrammar, w: &mut Stack, b: u8, out: &mut Threads) {
                     }
                 }
                 ArrPhase::Open | ArrPhase::BeforeValue => {
-                    if count >= max || w.len() >= MAX_NESTING {
+                    if count >= max || !g.fits(items, w.len()) {
                         return;
                     }
                     w[last] = Frame::Array {
@@ -649,7 +648,7 @@ fn start_value(g: &JsonGrammar, w: &mut Stack, node: NodeId, b: u8, out: &mut Th
             }
         }
         Node::Object(_) => {
-            if b == b'{' {
+            if b == b'{' && g.fits(node, last) {
                 w[last] = Frame::Object {
                     node,
                     phase: ObjPhase::Open,
@@ -661,7 +660,7 @@ fn start_value(g: &JsonGrammar, w: &mut Stack, node: NodeId, b: u8, out: &mut Th
             }
         }
         Node::Array { .. } => {
-            if b == b'[' {
+            if b == b'[' && g.fits(node, last) {
                 w[last] = Frame::Array {
                     node,
                     phase: ArrPhase::Open,
@@ -712,12 +711,10 @@ fn start_value(g: &JsonGrammar, w: &mut Stack, node: NodeId, b: u8, out: &mut Th
 
 /// After an object's `"`: one thread per declared key still allowed, one for any other key.
 fn start_key(g: &JsonGrammar, w: &mut Stack, node: NodeId, seen: u64, out: &mut Threads) {
-    if w.len() >= MAX_NESTING {
-        return;
-    }
+    let slot = w.len();
     let o = object_of(g, node);
     for (i, p) in o.props.iter().enumerate() {
-        if !p.enabled || seen & (1 << i) != 0 {
+        if !p.enabled || seen & (1 << i) != 0 || !g.fits(p.value, slot) {
             continue;
         }
         let mut fork = w.clone();
@@ -728,7 +725,7 @@ fn start_key(g: &JsonGrammar, w: &mut Stack, node: NodeId, seen: u64, out: &mut 
         });
         out.push(&fork);
     }
-    if o.additional.is_some() {
+    if o.additional.is_some_and(|a| g.fits(a, slot)) {
         w.push(Frame::KeyStr {
             obj: node,
             lex: StrLex::default(),

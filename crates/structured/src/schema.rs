@@ -128,6 +128,9 @@ pub struct JsonGrammar {
     pub(crate) nodes: Vec<Node>,
     pub(crate) literals: Vec<Box<[u8]>>,
     pub(crate) root: NodeId,
+    /// Stack frames a value of each node needs to be finished (`u16::MAX`: none suffices):
+    /// the matcher starts only what it can close within its nesting limit.
+    pub(crate) min_depth: Vec<u16>,
 }
 
 impl JsonGrammar {
@@ -168,6 +171,7 @@ impl JsonGrammar {
             nodes: compiler.nodes,
             literals: compiler.literals,
             root,
+            min_depth: Vec::new(),
         };
         grammar.finish()?;
         Ok(grammar)
@@ -203,11 +207,14 @@ impl JsonGrammar {
             Node::Never,
             Node::Union(vec![TRUE, FALSE]),
         ];
-        JsonGrammar {
+        let mut g = JsonGrammar {
             nodes,
             literals,
             root: ANY,
-        }
+            min_depth: Vec::new(),
+        };
+        g.compute_min_depth();
+        g
     }
 
     /// Resolves `$ref` aliases, refuses cycles that consume no input, and disables what can
@@ -312,7 +319,65 @@ impl JsonGrammar {
                 _ => {}
             }
         }
+        self.compute_min_depth();
+        if !self.fits(self.root, 0) {
+            return Err(SchemaError::Invalid {
+                path: "#".into(),
+                message: format!(
+                    "every value of this schema nests deeper than {} levels",
+                    crate::matcher::MAX_NESTING
+                ),
+            });
+        }
         Ok(())
+    }
+
+    /// [`JsonGrammar::min_depth`], a least fixpoint like productivity.
+    fn compute_min_depth(&mut self) {
+        const NONE: u16 = u16::MAX;
+        let n = self.nodes.len();
+        let mut depth = vec![NONE; n];
+        loop {
+            let mut changed = false;
+            for i in 0..n {
+                let d = |id: NodeId| depth[id as usize];
+                let now = match &self.nodes[i] {
+                    Node::Any | Node::String { .. } | Node::Number { .. } | Node::Literal(_) => 1,
+                    Node::Never | Node::Alias(_) => NONE,
+                    Node::Object(o) => {
+                        // A key is written one frame up, then its value in the same place.
+                        let mut need = 1u16;
+                        for (j, p) in o.props.iter().enumerate() {
+                            if o.required & (1 << j) != 0 {
+                                need = need.max(2).max(d(p.value).saturating_add(1));
+                            }
+                        }
+                        need
+                    }
+                    Node::Array { items, min, .. } => {
+                        if *min == 0 {
+                            1
+                        } else {
+                            d(*items).saturating_add(1)
+                        }
+                    }
+                    Node::Union(alts) => alts.iter().map(|&a| d(a)).min().unwrap_or(NONE),
+                };
+                if now < depth[i] {
+                    depth[i] = now;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        self.min_depth = depth;
+    }
+
+    /// Whether a value of `node` started at stack index `slot` can be finished.
+    pub(crate) fn fits(&self, node: NodeId, slot: usize) -> bool {
+        slot + usize::from(self.min_depth[node as usize]) <= crate::matcher::MAX_NESTING
     }
 
     fn union_cycle(&self, id: NodeId, mark: &mut [u8]) -> Result<(), SchemaError> {
