@@ -275,3 +275,50 @@ def test_replicas_share_their_in_flight_decisions(cluster) -> None:
         lambda: _per_worker(b, "switchyard_worker_active_requests").get(busy[0]) == 0,
         "replica B sees A's request released",
     )
+
+
+def test_an_upstream_worker_joins_the_cluster_with_its_capabilities(cluster, spawn_server) -> None:
+    # `worker --engine openai`: the worker forwards token ids to another OpenAI server (an echo
+    # `serve`); its registration in etcd carries what its engine honours, so the frontend sends
+    # `logit_bias` on rather than refusing it, and the server behind answers for itself.
+    behind = spawn_server("dist-upstream-echo", workers=1)
+    make_frontend, make_worker = cluster
+    fe = make_frontend()
+    make_worker(
+        "upstream",
+        "--engine",
+        "openai",
+        "--upstream",
+        behind.base_url,
+        "--upstream-model",
+        MODEL_NAME,
+    )
+    wait_until(lambda: health(fe)[0] == 200, "frontend sees the upstream worker")
+    client = make_openai(fe)
+    out = client.completions.create(model=MODEL_NAME, prompt=PROMPT, max_tokens=200)
+    assert out.choices[0].text == PROMPT
+    with pytest.raises(openai.BadRequestError) as e:
+        client.completions.create(
+            model=MODEL_NAME, prompt="hello", max_tokens=2, extra_body={"logit_bias": {"7": 5}}
+        )
+    # The refusal comes from the echo server behind (its only engine is echo).
+    assert "logit_bias" in e.value.body["message"]
+    assert "(engines: echo)" in e.value.body["message"]
+
+    # An echo worker joins: the model's engines no longer all honour logit_bias, so the
+    # frontend refuses it itself (naming both engine kinds) instead of letting placement decide.
+    make_worker("echo", "--engine", "echo")
+    wait_until(
+        lambda: "(engines: echo, openai)" in _refusal(client),
+        "frontend refuses logit_bias for a mixed model",
+    )
+
+
+def _refusal(client: openai.OpenAI) -> str:
+    try:
+        client.completions.create(
+            model=MODEL_NAME, prompt="hello", max_tokens=2, extra_body={"logit_bias": {"7": 5}}
+        )
+    except openai.BadRequestError as e:
+        return e.body["message"]
+    return ""

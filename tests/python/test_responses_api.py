@@ -3,11 +3,13 @@ engine: the answer replays the chat prompt the request maps to, so the mapping i
 
 from __future__ import annotations
 
+from typing import Callable
+
 import httpx
 import openai
 import pytest
 
-from support import MODEL_NAME
+from support import MODEL_NAME, Server, make_openai
 
 
 def test_unary_response_is_one_message_of_output_text(client: openai.OpenAI) -> None:
@@ -124,3 +126,40 @@ def test_a_tool_call_becomes_a_function_call_item(client: openai.OpenAI) -> None
     assert [i.type for i in done] == ["message", "function_call"]
     assert json.loads(done[1].arguments) == call["arguments"]
     assert events[-1].response.output[1].name == "get_weather"
+    # The call streams as its own item: added, argument deltas that spell its arguments, done.
+    added = [e for e in events if e.type == "response.output_item.added"]
+    assert [(e.output_index, e.item.type) for e in added] == [(0, "message"), (1, "function_call")]
+    pieces = [e for e in events if e.type == "response.function_call_arguments.delta"]
+    assert pieces and all(e.output_index == 1 and e.item_id == done[1].id for e in pieces)
+    assert "".join(e.delta for e in pieces) == done[1].arguments
+
+
+@pytest.fixture(scope="module")
+def reasoning_server(spawn_server: Callable[..., Server]) -> Server:
+    return spawn_server("responses-reasoning", ["--reasoning-parser", "deepseek_r1"], workers=1)
+
+
+def test_reasoning_streams_as_its_own_item_before_the_message(reasoning_server: Server) -> None:
+    client = make_openai(reasoning_server)
+    prompt = "<think>\nLet me see: 2+2.\n</think>\n\nIt is 4."
+    try:
+        unary = client.responses.create(model=MODEL_NAME, input=prompt)
+        events = list(client.responses.create(model=MODEL_NAME, input=prompt, stream=True))
+    finally:
+        client.close()
+    assert [item.type for item in unary.output] == ["reasoning", "message"]
+    reasoning = unary.output[0].content[0].text
+    assert "Let me see: 2+2." in reasoning
+    assert "It is 4." in unary.output_text and "2+2" not in unary.output_text
+    added = [(e.output_index, e.item.type) for e in events if e.type == "response.output_item.added"]
+    assert added == [(0, "reasoning"), (1, "message")]
+    thought = [e for e in events if e.type == "response.reasoning_text.delta"]
+    text = [e for e in events if e.type == "response.output_text.delta"]
+    assert "".join(e.delta for e in thought) == reasoning
+    assert "".join(e.delta for e in text) == unary.output_text
+    assert all(e.output_index == 0 for e in thought) and all(e.output_index == 1 for e in text)
+    # Every reasoning delta comes before the first text delta.
+    assert max(e.sequence_number for e in thought) < min(e.sequence_number for e in text)
+    final = events[-1].response
+    assert [item.type for item in final.output] == ["reasoning", "message"]
+    assert [e.sequence_number for e in events] == list(range(len(events)))

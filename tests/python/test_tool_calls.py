@@ -140,6 +140,35 @@ def test_unknown_tool_choice_is_a_400(client: openai.OpenAI) -> None:
     assert e.value.body["param"] == "tool_choice"
 
 
+@pytest.mark.parametrize(
+    "tool_choice",
+    ["required", {"type": "function", "function": {"name": "get_weather"}}],
+)
+def test_forcing_calls_needs_structured_output_which_echo_lacks(
+    client: openai.OpenAI, tool_choice
+) -> None:
+    # A forced call is decoded under a JSON schema; the echo engine cannot, so it is a clear
+    # 400 rather than an answer that may call nothing.
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model=MODEL_NAME, messages=CALL_MESSAGES, tools=TOOLS, tool_choice=tool_choice
+        )
+    assert e.value.body["param"] == "tool_choice"
+    assert "echo" in e.value.body["message"]
+
+
+def test_forcing_an_undeclared_function_is_a_400(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(
+            model=MODEL_NAME,
+            messages=CALL_MESSAGES,
+            tools=TOOLS,
+            tool_choice={"type": "function", "function": {"name": "launch_rockets"}},
+        )
+    assert e.value.body["param"] == "tool_choice"
+    assert "launch_rockets" in e.value.body["message"]
+
+
 # ---- reasoning ----
 
 THINKING = [{"role": "user", "content": "<think>\nLet me see: 2+2.\n</think>\n\nIt is 4."}]

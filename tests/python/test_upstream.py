@@ -49,3 +49,43 @@ def test_chat_through_the_upstream(chained: openai.OpenAI) -> None:
     # The echo engine returns the templated prompt; its user text is in there.
     assert "hello there" in r.choices[0].message.content
     assert r.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("logit_bias", {"17": -100}),
+        ("response_format", {"type": "json_object"}),
+    ],
+)
+def test_constraints_are_forwarded_to_the_upstream(
+    chained: openai.OpenAI, field: str, value: dict
+) -> None:
+    # The upstream worker says it honours both, so the front door sends them on; the echo
+    # server behind it cannot, and its 400 (naming its own engine) comes back to the client.
+    with pytest.raises(openai.BadRequestError) as e:
+        chained.completions.create(
+            model=MODEL_NAME, prompt="hello", max_tokens=2, extra_body={field: value}
+        )
+    assert field in e.value.body["message"]
+    assert "echo" in e.value.body["message"]
+
+
+def test_a_forced_tool_call_reaches_the_upstream_as_a_json_schema(chained: openai.OpenAI) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "f", "parameters": {"type": "object"}},
+        }
+    ]
+    with pytest.raises(openai.BadRequestError) as e:
+        chained.chat.completions.create(
+            model=MODEL_NAME,
+            messages=[{"role": "user", "content": "call f"}],
+            tools=tools,
+            tool_choice="required",
+            max_tokens=4,
+        )
+    # The echo server behind cannot decode under the call schema, and says so.
+    assert "response_format" in e.value.body["message"]
+    assert "echo" in e.value.body["message"]

@@ -6,8 +6,8 @@ use std::time::Instant;
 use serde_json::Value;
 use switchyard_engines::EngineStream;
 use switchyard_parsers::{
-    OutputParser, ReasoningParser, ReasoningParserKind, ToolCallParser, ToolChoice, ToolParserKind,
-    guess_tool_parser,
+    ForcedCall, ForcedCallParser, OutputParser, ReasoningParser, ReasoningParserKind,
+    ToolCallParser, ToolChoice, ToolParserKind, forced_call_schema, guess_tool_parser,
 };
 use switchyard_preprocess::{ChatTemplate, ChatTemplateInput, ModelCard, flatten_text_content};
 use switchyard_protocol::openai::{
@@ -113,6 +113,48 @@ fn guided_from_response_format(
     })
 }
 
+/// The request's `tool_choice`, and the schema its output must follow when the choice forces
+/// calls (`required`, a named function): the engine then decodes under that schema. An invalid
+/// `tool_choice`, or one naming an undeclared function, is a 400.
+fn forced_tool_call(
+    req: &ChatCompletionRequest,
+) -> Result<(ToolChoice, Option<GuidedDecoding>), ApiError> {
+    let tools = req.tools.as_deref().filter(|t| !t.is_empty());
+    let choice = ToolChoice::from_request(req.tool_choice.as_ref(), tools.is_some())
+        .map_err(|e| ApiError::invalid_param("tool_choice", e.to_string()))?;
+    let forced = match &choice {
+        ToolChoice::Required => ForcedCall::Required,
+        ToolChoice::Function(name) => ForcedCall::Named(name.clone()),
+        ToolChoice::None | ToolChoice::Auto => return Ok((choice, None)),
+    };
+    let Some(tools) = tools else {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            "a tool_choice that forces calls needs tools",
+        ));
+    };
+    let schema = forced_call_schema(&forced, tools).ok_or_else(|| match &forced {
+        ForcedCall::Named(name) => ApiError::invalid_param(
+            "tool_choice",
+            format!("tool_choice names `{name}`, which is not among the declared tools"),
+        ),
+        ForcedCall::Required => {
+            ApiError::invalid_param("tools", "tool_choice `required` needs declared functions")
+        }
+    })?;
+    if req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| *f != ResponseFormat::Text)
+    {
+        return Err(ApiError::invalid_param(
+            "response_format",
+            "response_format cannot be combined with a tool_choice that forces calls",
+        ));
+    }
+    Ok((choice, Some(GuidedDecoding::JsonSchema(schema.to_string()))))
+}
+
 /// Everything needed to serve one model name.
 pub struct ModelPipeline {
     name: String,
@@ -155,6 +197,8 @@ pub enum ToolParserChoice {
 pub struct ChatOutputParsing {
     tool_parser: Option<ToolParserKind>,
     reasoning: Option<ReasoningParserKind>,
+    /// `tool_choice` forces calls: the output is their JSON, decoded under a schema.
+    forced: Option<ForcedCall>,
 }
 
 impl ChatOutputParsing {
@@ -163,21 +207,30 @@ impl ChatOutputParsing {
         ChatOutputParsing {
             tool_parser: None,
             reasoning: None,
+            forced: None,
         }
     }
 
     pub fn is_none(&self) -> bool {
-        self.tool_parser.is_none() && self.reasoning.is_none()
+        self.tool_parser.is_none() && self.reasoning.is_none() && self.forced.is_none()
+    }
+
+    /// Whether an answer with `calls` tool calls finishes with `tool_calls` rather than
+    /// `stop` (OpenAI keeps `stop` when one named function was forced).
+    pub fn finishes_with_tool_calls(&self, calls: usize) -> bool {
+        calls > 0 && !matches!(self.forced, Some(ForcedCall::Named(_)))
     }
 
     /// A parser for one choice; `prompt_tail` (the prompt's last tokens, as text) tells
     /// whether the template already opened a think block.
     pub fn parser(&self, prompt_tail: &str) -> OutputParser {
-        OutputParser::new(
-            self.reasoning
-                .map(|kind| ReasoningParser::for_prompt(kind, prompt_tail)),
-            self.tool_parser.map(ToolCallParser::new),
-        )
+        let reasoning = self
+            .reasoning
+            .map(|kind| ReasoningParser::for_prompt(kind, prompt_tail));
+        match &self.forced {
+            Some(forced) => OutputParser::forced(reasoning, ForcedCallParser::new(forced)),
+            None => OutputParser::new(reasoning, self.tool_parser.map(ToolCallParser::new)),
+        }
     }
 }
 
@@ -243,22 +296,18 @@ impl ModelPipeline {
         &self,
         req: &ChatCompletionRequest,
     ) -> Result<ChatOutputParsing, ApiError> {
+        let (choice, _) = forced_tool_call(req)?;
         let tools = req.tools.as_deref().filter(|t| !t.is_empty());
-        let choice = ToolChoice::from_request(req.tool_choice.as_ref(), tools.is_some())
-            .map_err(|e| ApiError::invalid_param("tool_choice", e.to_string()))?;
-        if let (ToolChoice::Function(name), Some(tools)) = (&choice, tools)
-            && !switchyard_parsers::declared_function_names(tools).contains(&name.as_str())
-        {
-            return Err(ApiError::invalid_param(
-                "tool_choice",
-                format!("tool_choice names `{name}`, which is not among the declared tools"),
-            ));
-        }
         Ok(ChatOutputParsing {
             tool_parser: self
                 .tool_parser
                 .filter(|_| tools.is_some() && choice.parses_calls()),
             reasoning: self.reasoning_parser,
+            forced: match choice {
+                ToolChoice::Required => Some(ForcedCall::Required),
+                ToolChoice::Function(name) => Some(ForcedCall::Named(name)),
+                ToolChoice::None | ToolChoice::Auto => None,
+            },
         })
     }
 
@@ -291,10 +340,24 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<PreprocessedRequest, ApiError> {
         req.validate()?;
+        let guided = match forced_tool_call(&req)? {
+            (_, Some(forced)) => {
+                // Named here: the generic check would blame `response_format`.
+                self.check_capabilities_for(
+                    EngineCapabilities {
+                        structured_output: true,
+                        ..EngineCapabilities::default()
+                    },
+                    "tool_choice",
+                )?;
+                Some(forced)
+            }
+            (_, None) => guided_from_response_format(req.response_format.as_ref())?,
+        };
         let token_ids = self.render_chat(&mut req, false).await?;
         let mut request = self.finish_preprocess(request_id, token_ids, &req.common)?;
         request.sampling.logprobs = req.requested_logprobs();
-        request.sampling.guided = guided_from_response_format(req.response_format.as_ref())?;
+        request.sampling.guided = guided;
         Ok(request)
     }
 
@@ -403,7 +466,12 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<Vec<PreprocessedRequest>, ApiError> {
         req.validate()?;
-        let logprobs = req.requested_logprobs();
+        // best_of ranks candidates by their cumulative logprob, so the engine must report it.
+        let logprobs = match req.requested_logprobs() {
+            None if req.candidates_per_prompt() > req.common.choices_per_prompt() => Some(0),
+            asked => asked,
+        };
+        let guided = guided_from_response_format(req.response_format.as_ref())?;
         let inputs = req.prompt.into_inputs()?;
         let vocab = self.card.tokenizer.vocab_size() as u32;
         let tokenizer = self.card.tokenizer.clone();
@@ -435,6 +503,7 @@ impl ModelPipeline {
                 };
                 let mut request = self.finish_preprocess(&id, ids, &req.common)?;
                 request.sampling.logprobs = logprobs;
+                request.sampling.guided = guided.clone();
                 Ok(request)
             })
             .collect()
@@ -566,6 +635,15 @@ impl ModelPipeline {
     /// what was asked for.
     fn check_capabilities(&self, request: &PreprocessedRequest) -> Result<(), ApiError> {
         let needed = request.sampling.required_capabilities();
+        self.check_capabilities_for(needed, "")
+    }
+
+    /// [`Self::check_capabilities`] for `needed`; a non-empty `param` is the field blamed.
+    fn check_capabilities_for(
+        &self,
+        needed: EngineCapabilities,
+        param: &str,
+    ) -> Result<(), ApiError> {
         if needed == EngineCapabilities::default() {
             return Ok(());
         }
@@ -576,9 +654,10 @@ impl ModelPipeline {
         match have.missing(needed).as_slice() {
             [] => Ok(()),
             [first, ..] => Err(ApiError::invalid_param(
-                first,
+                if param.is_empty() { first } else { param },
                 format!(
-                    "`{first}` is not supported by the engine serving model `{}` (engines: {})",
+                    "`{}` is not supported by the engine serving model `{}` (engines: {})",
+                    if param.is_empty() { first } else { param },
                     self.name,
                     self.router.engine_kinds().join(", ")
                 ),

@@ -42,6 +42,10 @@ trait GenerationRequest: DeserializeOwned {
     fn common(&self) -> &CommonParams;
     /// Whether the choices report logprobs.
     fn wants_logprobs(&self) -> bool;
+    /// Choices generated per prompt (completions' `best_of` may exceed the `n` returned).
+    fn candidates_per_prompt(&self) -> u32 {
+        self.common().choices_per_prompt()
+    }
     /// Completions' `echo`: the prompts whose text goes before their choices' text.
     fn echo_inputs(&self) -> Option<Vec<PromptInput>> {
         None
@@ -94,6 +98,9 @@ impl GenerationRequest for CompletionRequest {
     fn wants_logprobs(&self) -> bool {
         self.requested_logprobs().is_some()
     }
+    fn candidates_per_prompt(&self) -> u32 {
+        CompletionRequest::candidates_per_prompt(self)
+    }
     fn echo_inputs(&self) -> Option<Vec<PromptInput>> {
         // An invalid prompt is refused by `preprocess`; echo has nothing to add then.
         self.echo
@@ -142,7 +149,8 @@ async fn serve<R: GenerationRequest>(
     record.set_model(pipeline.name());
     let stream = req.common().stream;
     let include_usage = req.common().include_usage();
-    let choices_per_prompt = req.common().choices_per_prompt();
+    let returned_per_prompt = req.common().choices_per_prompt();
+    let choices_per_prompt = req.candidates_per_prompt();
     let logprobs = req.wants_logprobs();
     let echo_inputs = req.echo_inputs();
     let parsing = req.output_parsing(&pipeline)?;
@@ -167,6 +175,7 @@ async fn serve<R: GenerationRequest>(
         ResponseShape {
             include_usage,
             choices_per_prompt,
+            returned_per_prompt,
             logprobs,
             echo,
             parsing,

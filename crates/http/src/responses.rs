@@ -39,8 +39,12 @@ pub(crate) struct ResponseContext {
     /// Chat completion chunks rather than text completion ones.
     pub chat: bool,
     pub include_usage: bool,
-    /// `n`: choices `k·n … k·n + n − 1` share prompt `k`, whose tokens usage counts once.
+    /// Choices generated per prompt (`n`, or `best_of`): choices `k·c … k·c + c − 1` share
+    /// prompt `k`, whose tokens usage counts once.
     pub choices_per_prompt: u32,
+    /// `n`: the choices per prompt the client gets; fewer than generated with `best_of`, which
+    /// keeps the candidates with the highest cumulative logprob.
+    returned_per_prompt: u32,
     /// The request asked for logprobs: choices carry a `logprobs` object (else null).
     pub logprobs: bool,
     /// Completions' `echo`: each prompt's text (empty without echo).
@@ -79,8 +83,10 @@ impl UsageTotals {
 /// What the request asked its response to contain, beyond the text.
 pub(crate) struct ResponseShape {
     pub include_usage: bool,
-    /// `n`, choices per prompt.
+    /// Choices generated per prompt (`best_of`, else `n`).
     pub choices_per_prompt: u32,
+    /// `n`, choices per prompt returned (at most `choices_per_prompt`).
+    pub returned_per_prompt: u32,
     pub logprobs: bool,
     /// Completions' `echo`: each prompt's text, put before its choices' text (else empty).
     pub echo: Vec<String>,
@@ -104,6 +110,7 @@ impl ResponseContext {
             chat: endpoint == Endpoint::ChatCompletions,
             include_usage: shape.include_usage,
             choices_per_prompt: shape.choices_per_prompt,
+            returned_per_prompt: shape.returned_per_prompt.min(shape.choices_per_prompt),
             logprobs: shape.logprobs,
             echo: shape.echo,
             parsing: shape.parsing,
@@ -156,6 +163,7 @@ pub(crate) async fn unary(
         choices.push((collected, texts));
     }
     let usage = totals.usage();
+    let returned = returned_choices(&ctx, &choices);
     let body = if ctx.chat {
         serde_json::to_vec(&ChatCompletionResponse {
             id: &ctx.id,
@@ -203,7 +211,10 @@ pub(crate) async fn unary(
                             tool_calls,
                         },
                         logprobs,
-                        finish_reason: Some(finish_with_calls(c.finish, !p.tool_calls.is_empty())),
+                        finish_reason: Some(finish_with_calls(
+                            c.finish,
+                            ctx.parsing.finishes_with_tool_calls(p.tool_calls.len()),
+                        )),
                     }
                 })
                 .collect(),
@@ -215,14 +226,15 @@ pub(crate) async fn unary(
             object: "text_completion",
             created: ctx.created,
             model: &ctx.model,
-            choices: choices
+            choices: returned
                 .iter()
                 .enumerate()
-                .map(|(i, (c, texts))| {
+                .map(|(index, &i)| {
+                    let (c, texts) = &choices[i];
                     let echo = ctx.echo_for(i as u32).unwrap_or("");
                     let mut offset = echo.chars().count() as u32;
                     CompletionChoice {
-                        index: i as u32,
+                        index: index as u32,
                         text: text_with_echo(echo, &c.text),
                         logprobs: texts
                             .as_ref()
@@ -237,6 +249,39 @@ pub(crate) async fn unary(
     .map_err(|e| ApiError::internal(format!("cannot serialize response: {e}")))?;
     ctx.record.lock().set_status("success");
     Ok(json_response(body))
+}
+
+/// Which generated choices the client gets, in order: all of them, or with `best_of` each
+/// prompt's `n` candidates of highest cumulative logprob (earlier first among equals).
+fn returned_choices(
+    ctx: &ResponseContext,
+    choices: &[(Collected, Option<TokenTexts>)],
+) -> Vec<usize> {
+    let generated = ctx.choices_per_prompt.max(1) as usize;
+    let keep = ctx.returned_per_prompt.max(1) as usize;
+    if keep >= generated {
+        return (0..choices.len()).collect();
+    }
+    let mut out = Vec::with_capacity(choices.len() / generated * keep);
+    for start in (0..choices.len()).step_by(generated) {
+        let end = (start + generated).min(choices.len());
+        let mut group: Vec<(f32, usize)> = (start..end)
+            .map(|i| {
+                (
+                    choices[i]
+                        .0
+                        .logprobs
+                        .iter()
+                        .map(|(_, l)| l.logprob)
+                        .sum::<f32>(),
+                    i,
+                )
+            })
+            .collect();
+        group.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        out.extend(group.iter().take(keep).map(|&(_, i)| i));
+    }
+    out
 }
 
 /// `tool_calls` replaces `stop` when the answer called tools (a `length` cut stays `length`).
@@ -347,7 +392,7 @@ fn choice_stream(
                     }
                     if let Some(finish) = finish {
                         let rest = parser.finish();
-                        let finish = finish_with_calls(finish, parser.calls_emitted() > 0);
+                        let finish = finish_with_calls(finish, parser.finishes_with_tool_calls());
                         write_parsed_chunk(buf, ctx, *index, false, &rest, None, Some(finish));
                     }
                 } else if ctx.chat {

@@ -86,53 +86,82 @@ async fn serve(
     }
 }
 
-/// The finished response object: the message with the whole text, then one `function_call`
-/// item per parsed tool call, then the reasoning (when a reasoning parser split some off).
+/// One item of a response's `output`, in the order the items were opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ItemRef {
+    Reasoning,
+    Message,
+    /// The `n`th parsed tool call.
+    Call(usize),
+}
+
+/// The order a whole answer's items go in: reasoning first (it came first), the message when
+/// there is text (or nothing else), then one `function_call` per call.
+fn default_order(out: &ParsedOutput) -> Vec<ItemRef> {
+    let mut order = Vec::with_capacity(2 + out.tool_calls.len());
+    if !out.reasoning.is_empty() {
+        order.push(ItemRef::Reasoning);
+    }
+    if !out.content.is_empty() || out.tool_calls.is_empty() {
+        order.push(ItemRef::Message);
+    }
+    order.extend((0..out.tool_calls.len()).map(ItemRef::Call));
+    order
+}
+
+fn reasoning_id(state: &ResponseState) -> String {
+    format!("rs_{}", &state.message_id["msg_".len()..])
+}
+
+fn call_item_id(call_id: &str) -> String {
+    format!("fc_{}", call_id.trim_start_matches("call_"))
+}
+
+/// The finished response object with `order`'s items.
 fn finished<'a>(
     state: &'a ResponseState,
     out: &'a ParsedOutput,
     finish: &'static str,
     generation: &Generation,
+    order: &[ItemRef],
 ) -> ResponseObject<'a> {
     let text = out.content.as_str();
     let incomplete = finish == "length";
-    let mut response = state.request.response_object(
-        &state.id,
-        state.created_at,
-        if incomplete {
-            "incomplete"
-        } else {
-            "completed"
-        },
-        &state.model,
-    );
-    response.output.push(OutputItem::Message {
-        id: &state.message_id,
-        status: if incomplete {
-            "incomplete"
-        } else {
-            "completed"
-        },
-        role: "assistant",
-        content: vec![OutputText::new(text)],
-    });
-    for call in &out.tool_calls {
-        response.output.push(OutputItem::FunctionCall {
-            id: format!("fc_{}", call.id.trim_start_matches("call_")),
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.clone(),
-            status: "completed",
-        });
-    }
-    if !out.reasoning.is_empty() {
-        response.output.push(OutputItem::Reasoning {
-            id: format!("rs_{}", &state.message_id["msg_".len()..]),
-            summary: [],
-            content: vec![ReasoningText {
-                kind: "reasoning_text",
-                text: &out.reasoning,
-            }],
+    let status = if incomplete {
+        "incomplete"
+    } else {
+        "completed"
+    };
+    let mut response =
+        state
+            .request
+            .response_object(&state.id, state.created_at, status, &state.model);
+    for item in order {
+        response.output.push(match *item {
+            ItemRef::Message => OutputItem::Message {
+                id: &state.message_id,
+                status,
+                role: "assistant",
+                content: vec![OutputText::new(text)],
+            },
+            ItemRef::Call(i) => {
+                let call = &out.tool_calls[i];
+                OutputItem::FunctionCall {
+                    id: call_item_id(&call.id),
+                    call_id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    status: "completed",
+                }
+            }
+            ItemRef::Reasoning => OutputItem::Reasoning {
+                id: reasoning_id(state),
+                summary: [],
+                content: vec![ReasoningText {
+                    kind: "reasoning_text",
+                    text: &out.reasoning,
+                }],
+            },
         });
     }
     response.output_text = Some(text);
@@ -161,8 +190,15 @@ async fn unary(mut state: ResponseState, mut generation: Generation) -> Result<R
             .parser(&generation.prompt_tail_text())
             .parse_complete(&collected.text)
     };
-    let body = serde_json::to_vec(&finished(&state, &out, collected.finish, &generation))
-        .unwrap_or_default();
+    let order = default_order(&out);
+    let body = serde_json::to_vec(&finished(
+        &state,
+        &out,
+        collected.finish,
+        &generation,
+        &order,
+    ))
+    .unwrap_or_default();
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -179,14 +215,21 @@ enum Phase {
 }
 
 struct StreamState {
-    state: ResponseState,
     generation: Generation,
     phase: Phase,
-    /// What was streamed so far: content (also sent as text deltas), reasoning, tool calls
-    /// (sent as whole items at the end).
-    out: ParsedOutput,
     parser: Option<OutputParser>,
+    emitter: Emitter,
+}
+
+/// Turns a stream's parsed output into events (apart from the generation, so a delta
+/// borrowed from it can be sent without copying).
+struct Emitter {
+    state: ResponseState,
+    /// What was streamed so far: content, reasoning, tool calls.
+    out: ParsedOutput,
     events: EventWriter,
+    /// The output items opened so far; an item's `output_index` is its position here.
+    items: Vec<ItemRef>,
 }
 
 /// SSE events with consecutive sequence numbers.
@@ -195,8 +238,8 @@ struct EventWriter {
     buf: BytesMut,
 }
 
-/// `response.output_text.delta`, the one event sent per token: borrowed, so it allocates
-/// nothing.
+/// `response.output_text.delta` (or `response.reasoning_text.delta`), the one event sent per
+/// token: borrowed, so it allocates nothing.
 #[derive(Serialize)]
 struct TextDeltaEvent<'a> {
     #[serde(rename = "type")]
@@ -206,7 +249,8 @@ struct TextDeltaEvent<'a> {
     output_index: u32,
     content_index: u32,
     delta: &'a str,
-    logprobs: [(); 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
 }
 
 impl EventWriter {
@@ -229,29 +273,31 @@ impl EventWriter {
         self.buf.put_slice(b"\n\n");
     }
 
-    fn text_delta(&mut self, item_id: &str, delta: &str) {
-        const KIND: &str = "response.output_text.delta";
-        let sequence_number = self.start(KIND);
+    fn text_delta(&mut self, kind: &'static str, item_id: &str, output_index: u32, delta: &str) {
+        let sequence_number = self.start(kind);
         let event = TextDeltaEvent {
-            kind: KIND,
+            kind,
             sequence_number,
             item_id,
-            output_index: 0,
+            output_index,
             content_index: 0,
             delta,
-            logprobs: [],
+            logprobs: (kind == OUTPUT_TEXT_DELTA).then_some([]),
         };
         write_json(&mut self.buf, &event);
         self.buf.put_slice(b"\n\n");
     }
 }
 
-impl StreamState {
+const OUTPUT_TEXT_DELTA: &str = "response.output_text.delta";
+const REASONING_TEXT_DELTA: &str = "response.reasoning_text.delta";
+
+impl Emitter {
     fn event(&mut self, kind: &str, data: Value) {
         self.events.event(kind, data);
     }
 
-    fn opening(&mut self) {
+    fn opening(&mut self, parsing: bool) {
         let created = to_value(&self.state.request.response_object(
             &self.state.id,
             self.state.created_at,
@@ -260,74 +306,151 @@ impl StreamState {
         ));
         self.event("response.created", json!({ "response": created }));
         self.event("response.in_progress", json!({ "response": created }));
-        let message_id = self.state.message_id.clone();
-        self.event(
-            "response.output_item.added",
-            json!({"output_index": 0, "item": {"type": "message", "id": message_id,
-                   "status": "in_progress", "role": "assistant", "content": []}}),
-        );
-        self.event(
-            "response.content_part.added",
-            json!({"item_id": message_id, "output_index": 0, "content_index": 0,
-                   "part": {"type": "output_text", "text": "", "annotations": []}}),
-        );
-    }
-
-    fn parsed(&mut self, delta: &Delta<'_>) {
-        send_parsed(
-            &mut self.events,
-            &mut self.out,
-            &self.state.message_id,
-            delta,
-        );
-    }
-
-    fn closing(&mut self, finish: &'static str) {
-        if let Some(parser) = &mut self.parser {
-            let rest = parser.finish();
-            self.parsed(&rest);
+        // Without parsers every token is message text: open the message at once.
+        if !parsing {
+            self.open(ItemRef::Message);
         }
-        let called = !self.out.tool_calls.is_empty();
-        let finish = if called && finish == "stop" {
-            "tool_calls"
-        } else {
-            finish
-        };
-        let message_id = self.state.message_id.clone();
-        let text = self.out.content.clone();
-        let response = to_value(&finished(&self.state, &self.out, finish, &self.generation));
-        let item = response["output"][0].clone();
-        let part = item["content"][0].clone();
-        self.event(
-            "response.output_text.done",
-            json!({"item_id": message_id, "output_index": 0, "content_index": 0,
-                   "text": text, "logprobs": []}),
-        );
-        self.event(
-            "response.content_part.done",
-            json!({"item_id": message_id, "output_index": 0, "content_index": 0, "part": part}),
-        );
-        self.event(
-            "response.output_item.done",
-            json!({"output_index": 0, "item": item}),
-        );
-        // Function calls and reasoning, each as a whole item.
-        let items = response["output"].as_array().cloned().unwrap_or_default();
-        for (index, item) in items.into_iter().enumerate().skip(1) {
-            self.event(
-                "response.output_item.added",
-                json!({"output_index": index, "item": item}),
-            );
-            if item["type"] == "function_call" {
+    }
+
+    /// The item's output index, opening it (`output_item.added`, and its content part) first.
+    fn open(&mut self, item: ItemRef) -> u32 {
+        if let Some(at) = self.items.iter().position(|i| *i == item) {
+            return at as u32;
+        }
+        let index = self.items.len() as u32;
+        self.items.push(item);
+        match item {
+            ItemRef::Message => {
+                let id = self.state.message_id.clone();
                 self.event(
-                    "response.function_call_arguments.done",
-                    json!({"item_id": item["id"], "output_index": index,
-                           "arguments": item["arguments"]}),
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": {"type": "message", "id": id,
+                           "status": "in_progress", "role": "assistant", "content": []}}),
                 );
+                self.event(
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": index, "content_index": 0,
+                           "part": {"type": "output_text", "text": "", "annotations": []}}),
+                );
+            }
+            ItemRef::Reasoning => {
+                let id = reasoning_id(&self.state);
+                self.event(
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": {"type": "reasoning", "id": id,
+                           "summary": [], "content": []}}),
+                );
+                self.event(
+                    "response.content_part.added",
+                    json!({"item_id": id, "output_index": index, "content_index": 0,
+                           "part": {"type": "reasoning_text", "text": ""}}),
+                );
+            }
+            ItemRef::Call(i) => {
+                let call = &self.out.tool_calls[i];
+                let item = json!({"type": "function_call", "id": call_item_id(&call.id),
+                                  "call_id": call.id, "name": call.name, "arguments": "",
+                                  "status": "in_progress"});
+                self.event(
+                    "response.output_item.added",
+                    json!({"output_index": index, "item": item}),
+                );
+            }
+        }
+        index
+    }
+
+    /// Sends one parsed delta: reasoning and text as deltas of their items, tool calls as
+    /// new `function_call` items and their argument deltas.
+    fn parsed(&mut self, delta: &Delta<'_>) {
+        let calls_before = self.out.tool_calls.len();
+        self.out.push_delta(delta);
+        if !delta.reasoning.is_empty() {
+            let index = self.open(ItemRef::Reasoning);
+            let id = reasoning_id(&self.state);
+            self.events
+                .text_delta(REASONING_TEXT_DELTA, &id, index, &delta.reasoning);
+        }
+        if !delta.content.is_empty() {
+            let index = self.open(ItemRef::Message);
+            self.events.text_delta(
+                OUTPUT_TEXT_DELTA,
+                &self.state.message_id,
+                index,
+                &delta.content,
+            );
+        }
+        let mut next_new = calls_before;
+        for piece in &delta.tool_calls {
+            if piece.id.is_some() && next_new < self.out.tool_calls.len() {
+                self.open(ItemRef::Call(next_new));
+                next_new += 1;
+            }
+            if piece.arguments.is_empty() {
+                continue;
+            }
+            let Some(call) = self.out.tool_calls.get(piece.index) else {
+                continue;
+            };
+            let item_id = call_item_id(&call.id);
+            let index = self.open(ItemRef::Call(piece.index));
+            self.event(
+                "response.function_call_arguments.delta",
+                json!({"item_id": item_id, "output_index": index, "delta": piece.arguments}),
+            );
+        }
+    }
+
+    fn closing(&mut self, finish: &'static str, generation: &Generation) {
+        if self.items.is_empty() {
+            self.open(ItemRef::Message);
+        }
+        let order = self.items.clone();
+        let response = to_value(&finished(
+            &self.state,
+            &self.out,
+            finish,
+            generation,
+            &order,
+        ));
+        for (index, item) in order.iter().enumerate() {
+            let done = response["output"][index].clone();
+            match *item {
+                ItemRef::Message => {
+                    self.event(
+                        "response.output_text.done",
+                        json!({"item_id": done["id"], "output_index": index, "content_index": 0,
+                               "text": self.out.content, "logprobs": []}),
+                    );
+                    self.event(
+                        "response.content_part.done",
+                        json!({"item_id": done["id"], "output_index": index, "content_index": 0,
+                               "part": done["content"][0]}),
+                    );
+                }
+                ItemRef::Reasoning => {
+                    self.event(
+                        "response.reasoning_text.done",
+                        json!({"item_id": done["id"], "output_index": index, "content_index": 0,
+                               "text": self.out.reasoning}),
+                    );
+                    self.event(
+                        "response.content_part.done",
+                        json!({"item_id": done["id"], "output_index": index, "content_index": 0,
+                               "part": done["content"][0]}),
+                    );
+                }
+                ItemRef::Call(_) => {
+                    self.event(
+                        "response.function_call_arguments.done",
+                        json!({"item_id": done["id"], "output_index": index,
+                               "arguments": done["arguments"]}),
+                    );
+                }
             }
             self.event(
                 "response.output_item.done",
-                json!({"output_index": index, "item": item}),
+                json!({"output_index": index, "item": done}),
             );
         }
         let kind = if finish == "length" {
@@ -345,22 +468,25 @@ fn stream(state: ResponseState, generation: Generation) -> Response {
         (!state.parsing.is_none()).then(|| state.parsing.parser(&generation.prompt_tail_text()));
     let st = StreamState {
         parser,
-        state,
         generation,
         phase: Phase::Opening,
-        out: ParsedOutput::default(),
-        events: EventWriter {
-            sequence: 0,
-            buf: BytesMut::with_capacity(4096),
+        emitter: Emitter {
+            state,
+            out: ParsedOutput::default(),
+            events: EventWriter {
+                sequence: 0,
+                buf: BytesMut::with_capacity(4096),
+            },
+            items: Vec::with_capacity(2),
         },
     };
     let body = futures::stream::unfold(st, |mut st| async move {
         match st.phase {
             Phase::Done => return None,
             Phase::Opening => {
-                st.opening();
+                st.emitter.opening(st.parser.is_some());
                 st.phase = Phase::Text;
-                let bytes = st.events.buf.split().freeze();
+                let bytes = st.emitter.events.buf.split().freeze();
                 return Some((Ok::<Bytes, Infallible>(bytes), st));
             }
             Phase::Text => {}
@@ -372,33 +498,43 @@ fn stream(state: ResponseState, generation: Generation) -> Response {
                 match &mut st.parser {
                     Some(parser) => {
                         let parsed = parser.push(delta.text);
-                        send_parsed(&mut st.events, &mut st.out, &st.state.message_id, &parsed);
+                        st.emitter.parsed(&parsed);
                     }
                     None if !delta.text.is_empty() => {
-                        st.out.content.push_str(delta.text);
-                        st.events.text_delta(&st.state.message_id, delta.text);
+                        let emitter = &mut st.emitter;
+                        emitter.out.content.push_str(delta.text);
+                        emitter.events.text_delta(
+                            OUTPUT_TEXT_DELTA,
+                            &emitter.state.message_id,
+                            0,
+                            delta.text,
+                        );
                     }
                     None => {}
                 }
                 finish
             }
             Some(Err(error)) => {
-                st.state.record.set_status(error.kind.error_type());
+                st.emitter.state.record.set_status(error.kind.error_type());
                 let body = error.body().error;
-                st.event(
+                st.emitter.event(
                     "error",
                     json!({"code": body.code, "message": body.message, "param": body.param}),
                 );
                 st.phase = Phase::Done;
-                let bytes = st.events.buf.split().freeze();
+                let bytes = st.emitter.events.buf.split().freeze();
                 return Some((Ok(bytes), st));
             }
         };
         if let Some(finish) = finish {
-            st.closing(finish);
+            if let Some(parser) = &mut st.parser {
+                let rest = parser.finish();
+                st.emitter.parsed(&rest);
+            }
+            st.emitter.closing(finish, &st.generation);
             st.phase = Phase::Done;
         }
-        let bytes = st.events.buf.split().freeze();
+        let bytes = st.emitter.events.buf.split().freeze();
         Some((Ok(bytes), st))
     });
     Response::builder()
@@ -407,14 +543,6 @@ fn stream(state: ResponseState, generation: Generation) -> Response {
         .header(header::CACHE_CONTROL, "no-cache")
         .body(Body::from_stream(body))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-/// Content goes out as text deltas; reasoning and tool calls are kept for the end.
-fn send_parsed(events: &mut EventWriter, out: &mut ParsedOutput, item_id: &str, delta: &Delta<'_>) {
-    if !delta.content.is_empty() {
-        events.text_delta(item_id, &delta.content);
-    }
-    out.push_delta(delta);
 }
 
 fn to_value(value: &impl Serialize) -> Value {

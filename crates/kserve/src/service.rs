@@ -123,6 +123,7 @@ impl KserveService {
             suffix: None,
             logprobs: None,
             best_of: None,
+            response_format: None,
         };
         let id = new_request_id();
         let request = pipeline

@@ -1,55 +1,106 @@
 //! The index's hash map from sequence hash to block location: open addressing with linear
-//! probing over one array of 16-byte slots.
+//! probing over one array of 8-byte slots.
 //!
 //! Why not `HashMap`: the index is bound by cache misses on a map of millions of random keys.
 //! A SwissTable keeps its control bytes and its entries in separate arrays, so a probe touches
-//! two cache lines; here key and value share one slot, so a probe that finds its key (or the
-//! empty slot ending its search) usually touches one line. Sequence hashes are already uniform,
-//! so a multiply is enough to pick the home slot (it only spreads small test keys).
+//! two cache lines; here a slot is one word, eight to a line, so a probe that finds its key
+//! (or the empty slot ending its search) nearly always touches one line. Sequence hashes are
+//! already uniform, so a multiply is enough to pick the home slot (it only spreads small test
+//! keys).
+//!
+//! A slot does not hold its key: it holds the block's location (run and position, which the
+//! runs' arrays turn back into the key, see [`BlockKeys`]), the slot's distance from its home
+//! and a 10-bit tag of the key. A probe skips slots whose distance or tag differ without
+//! reading anything else; a slot that agrees is confirmed against the run's array (a lookup
+//! reads that array next anyway). At the same bytes per block this packs twice the slots of a
+//! key + location slot, so the table is half as full and probes and shifts are shorter. A key
+//! whose free slot would lie 256 or more slots from its home (a flood of colliding keys) goes
+//! to a small ordinary map beside the table instead.
 //!
 //! Deletion shifts later slots of the cluster back (no tombstones), so probe lengths never
-//! degrade under the index's constant insert/remove churn. Events insert and remove whole
-//! stretches of blocks in batch loops ([`BlockMap::insert_absent`], [`BlockMap::remove_all`]),
-//! after reading ahead the slots they will probe when the table is larger than the L2 cache
-//! ([`BlockMap::touch`]); a table of several MB asks for huge pages ([`SlotArray`]).
+//! degrade under the index's constant insert/remove churn. Events insert whole stretches of
+//! blocks in one batch loop ([`BlockMap::insert_absent`]) after reading ahead the slots they
+//! will probe when the table is larger than the L2 cache ([`BlockMap::touch`]); a table of
+//! several MB asks for huge pages ([`SlotArray`]).
 
+use std::collections::HashMap;
 use std::mem::size_of;
 
 use switchyard_protocol::kv::SequenceHash;
 
-/// Where a block sits: its run and its position (index in the run = `pos - run.base`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Bits of a block's position in a slot: a run holds at most [`MAX_RUN_BLOCKS`] blocks.
+pub(crate) const POS_BITS: u32 = 18;
+pub(crate) const POS_MASK: u32 = (1 << POS_BITS) - 1;
+/// Longest run: positions are taken modulo 2^18, so a run's blocks need distinct ones.
+pub(crate) const MAX_RUN_BLOCKS: usize = 1 << POS_BITS;
+/// Bits of a run id in a slot.
+const RUN_BITS: u32 = 28;
+/// Most blocks the map holds. Every live run holds a block, so run ids stay below 2^28; at
+/// ~40 bytes a block this bound (10 GB) is far past any real fleet, but it is a bound.
+pub(crate) const MAX_BLOCKS: usize = (1 << RUN_BITS) - 1;
+const TAG_BITS: u32 = 10;
+const TAG_SHIFT: u32 = POS_BITS + RUN_BITS;
+const DIST_SHIFT: u32 = TAG_SHIFT + TAG_BITS;
+/// Largest distance a slot records; a key that would sit farther goes to the overflow map.
+const MAX_DIST: usize = (1 << (64 - DIST_SHIFT)) - 1;
+const LOC_MASK: u64 = (1 << TAG_SHIFT) - 1;
+
+/// Where a block sits: its run and its position (index in the run = `pos - run.base`, both
+/// modulo 2^[`POS_BITS`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Loc {
     pub run: u32,
     pub pos: u32,
 }
 
-/// An empty slot has this key; the real key 0 lives in `zero` instead.
-const EMPTY: SequenceHash = 0;
+/// The keys of the blocks the map points at: the map stores locations, the owner the keys.
+pub(crate) trait BlockKeys {
+    /// The key of the block at `loc`, if a block is there.
+    fn key_at(&self, loc: Loc) -> Option<SequenceHash>;
+    /// Every block (key and location); what a resized table is rebuilt from.
+    fn for_each_block(&self, f: impl FnMut(SequenceHash, Loc));
+}
 
-/// Entries a table of `slots` slots holds before it grows. A table of up to
-/// [`SPARSE_MAX_BYTES`] fits in a core's L2 cache, where probing costs instructions and
-/// mispredicted branches rather than misses: it stays at most a quarter full, so a probe
-/// usually stops at its first slot. A larger table stays at most half full: there the cost
+/// An empty slot; every occupied slot has its tag's top bit set, so it is never 0.
+const EMPTY: u64 = 0;
+
+/// Entries a table of `slots` slots holds before it grows. A table under [`SPARSE_MAX_BYTES`]
+/// (a core's L2 cache) is mostly cache-resident, where probing costs instructions and
+/// mispredicted branches rather than misses: it stays at most an eighth full (64 bytes a
+/// block), so a probe almost always stops at its first slot (measured on the replay: a 2 MB
+/// table an eighth full beats a 1 MB one a quarter full by ~8% on a single worker's churn). A larger table stays at most a quarter full (32 bytes a
+/// block) and one of [`DENSE_MIN_BYTES`] or more half full (16 bytes a block): there the cost
 /// is cache and TLB misses, which a sparser (larger) table would only add to.
 #[inline]
 fn capacity_of(slots: usize) -> usize {
-    if slots * size_of::<Slot>() <= SPARSE_MAX_BYTES {
+    let bytes = slots * size_of::<u64>();
+    if bytes < SPARSE_MAX_BYTES {
+        slots / 8
+    } else if bytes < DENSE_MIN_BYTES {
         slots / 4
     } else {
         slots / 2
     }
 }
 
-const SPARSE_MAX_BYTES: usize = 1 << 20;
+const SPARSE_MAX_BYTES: usize = 2 << 20;
+
+/// From this size on a table stays at most half full (16 bytes a block): it is far past the
+/// L2 cache, so nearly every probe is a miss however short, and a smaller table misses less.
+const DENSE_MIN_BYTES: usize = 8 << 20;
 
 const MIN_CAPACITY: usize = 16;
 
-/// A key and its packed location. A plain array so a new table is one zeroed allocation
-/// (the allocator hands out zero pages) instead of a loop writing every slot.
-type Slot = [u64; 2];
+/// Once the map holds `1 / GROW_TO_EXPECTED` of the expected entries, its next growth goes
+/// straight to room for all of them, skipping the rebuilds in between (each costs a fresh
+/// table's page faults and a random write per entry). Earlier would pin the whole room for
+/// fleets whose workers share most blocks (far fewer live than expected).
+const GROW_TO_EXPECTED: usize = 4;
 
-/// [`BlockMap::touch`] reads ahead only in tables larger than this.
+/// Entries a rebuild reads ahead for at a time (see [`BlockMap::rebuild`]).
+const REBUILD_BATCH: usize = 64;
+
+/// [`BlockMap::touch`] reads ahead only in tables at least this large.
 const TOUCH_MIN_BYTES: usize = 1 << 20;
 
 /// Tables at least this large live in their own mapping with transparent huge pages
@@ -63,7 +114,7 @@ const HUGE_TABLE_BYTES: usize = 4 << 20;
 /// mode); if mapping fails it falls back to the heap.
 #[derive(Debug)]
 enum SlotArray {
-    Heap(Vec<Slot>),
+    Heap(Vec<u64>),
     Mapped(memmap2::MmapMut),
 }
 
@@ -75,7 +126,7 @@ impl Default for SlotArray {
 
 impl SlotArray {
     fn zeroed(slots: usize) -> Self {
-        let bytes = slots * size_of::<Slot>();
+        let bytes = slots * size_of::<u64>();
         if bytes >= HUGE_TABLE_BYTES
             && let Ok(map) = memmap2::MmapOptions::new().len(bytes).map_anon()
         {
@@ -84,22 +135,22 @@ impl SlotArray {
             let _ = map.advise(memmap2::Advice::HugePage);
             return SlotArray::Mapped(map);
         }
-        SlotArray::Heap(vec![[EMPTY, 0]; slots])
+        SlotArray::Heap(vec![EMPTY; slots])
     }
 
     /// Heap or mapped bytes held.
     fn bytes(&self) -> usize {
         match self {
-            SlotArray::Heap(v) => v.capacity() * size_of::<Slot>(),
+            SlotArray::Heap(v) => v.capacity() * size_of::<u64>(),
             SlotArray::Mapped(m) => m.len(),
         }
     }
 }
 
 impl std::ops::Deref for SlotArray {
-    type Target = [Slot];
+    type Target = [u64];
     #[inline]
-    fn deref(&self) -> &[Slot] {
+    fn deref(&self) -> &[u64] {
         match self {
             SlotArray::Heap(v) => v,
             // A page-aligned mapping whose length is a multiple of the slot size.
@@ -110,7 +161,7 @@ impl std::ops::Deref for SlotArray {
 
 impl std::ops::DerefMut for SlotArray {
     #[inline]
-    fn deref_mut(&mut self) -> &mut [Slot] {
+    fn deref_mut(&mut self) -> &mut [u64] {
         match self {
             SlotArray::Heap(v) => v,
             SlotArray::Mapped(m) => bytemuck::cast_slice_mut(&mut m[..]),
@@ -118,28 +169,48 @@ impl std::ops::DerefMut for SlotArray {
     }
 }
 
+/// The key's tag with its top bit set (so no occupied slot is 0), in place in a slot.
 #[inline]
-fn slot_of(key: SequenceHash, loc: Loc) -> Slot {
-    [key, u64::from(loc.run) | (u64::from(loc.pos) << 32)]
+fn tag_bits(key: SequenceHash) -> u64 {
+    let tag = (key.wrapping_mul(0xD6E8_FEB8_6659_FD93) >> (64 - TAG_BITS)) | (1 << (TAG_BITS - 1));
+    tag << TAG_SHIFT
 }
 
 #[inline]
-fn loc_of(slot: &Slot) -> Loc {
+fn loc_bits(loc: Loc) -> u64 {
+    debug_assert!(loc.pos <= POS_MASK && (loc.run as u64) < 1 << RUN_BITS);
+    u64::from(loc.pos & POS_MASK) | (u64::from(loc.run) << POS_BITS)
+}
+
+#[inline]
+fn loc_of(slot: u64) -> Loc {
     Loc {
-        run: slot[1] as u32,
-        pos: (slot[1] >> 32) as u32,
+        run: ((slot & LOC_MASK) >> POS_BITS) as u32,
+        pos: slot as u32 & POS_MASK,
     }
+}
+
+#[inline]
+fn dist_of(slot: u64) -> usize {
+    (slot >> DIST_SHIFT) as usize
+}
+
+/// A slot's distance field for `dist` (≤ [`MAX_DIST`]).
+#[inline]
+fn dist_bits(dist: usize) -> u64 {
+    (dist as u64) << DIST_SHIFT
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct BlockMap {
     /// Power-of-two length (or empty before the first insert).
     slots: SlotArray,
-    /// Entries in `slots` (not counting `zero`).
+    /// Entries in `slots` (not counting `overflow`).
     len: usize,
     /// `64 - log2(slots.len())`: the home slot is the top bits of the multiplied key.
     shift: u32,
-    zero: Option<Loc>,
+    /// Keys that found no free slot within [`MAX_DIST`] of their home (normally none).
+    overflow: HashMap<SequenceHash, Loc>,
     /// Entries the owner expects at most ([`BlockMap::expect`]); 0 when unknown.
     expected: usize,
 }
@@ -162,143 +233,188 @@ fn home_slot(key: SequenceHash, shift: u32, mask: usize) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> shift) as usize & mask
 }
 
-/// The first slot from `start` on (cyclically) that holds `key` or is empty, and whether it
-/// holds `key` (`key` ≠ 0). The table always has an empty slot, so this ends.
+/// Walks the probe path of `key` (distance 0, 1, ... up to [`MAX_DIST`]) and returns the
+/// first slot that is empty (`Err(slot, distance)`, or `Err(None)` past the last distance)
+/// or for which `matches(slot_value)` holds among those with the key's tag and distance
+/// (`Ok(slot)`).
 #[inline]
-fn probe(slots: &[Slot], start: usize, key: SequenceHash) -> (usize, bool) {
+fn probe(
+    slots: &[u64],
+    key: SequenceHash,
+    shift: u32,
+    mut matches: impl FnMut(u64) -> bool,
+) -> Result<usize, Option<(usize, usize)>> {
     let mask = slots.len() - 1;
-    let mut i = start;
-    loop {
-        let slot_key = slots[i][0];
-        if slot_key == key || slot_key == EMPTY {
-            return (i, slot_key == key);
+    let mut i = home_slot(key, shift, mask);
+    let tag = tag_bits(key);
+    for dist in 0..=MAX_DIST {
+        let slot = slots[i];
+        if slot == EMPTY {
+            return Err(Some((i, dist)));
+        }
+        if slot & !LOC_MASK == tag | dist_bits(dist) && matches(slot) {
+            return Ok(i);
         }
         i = (i + 1) & mask;
     }
+    Err(None)
 }
 
 /// Empties slot `hole` and pulls later members of its cluster back into it where the hole
 /// lies on their probe path (between their home and where they sit), so every key stays
 /// reachable from its home without tombstones. The move is a select, not a branch.
 #[inline]
-fn shift_back(slots: &mut [Slot], mut hole: usize, shift: u32) {
+fn shift_back(slots: &mut [u64], mut hole: usize) {
     let mask = slots.len() - 1;
     let mut next = (hole + 1) & mask;
     loop {
         let slot = slots[next];
-        if slot[0] == EMPTY {
+        if slot == EMPTY {
             break;
         }
-        let home = home_slot(slot[0], shift, mask);
-        // Distance from home to `next` vs to `hole`, cyclically.
-        let moves = (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask);
+        let gap = next.wrapping_sub(hole) & mask;
+        // Its home is at or before the hole: it moves back by `gap`.
+        let moves = dist_of(slot) >= gap;
         // Not moving writes the slot back where it is.
-        slots[if moves { hole } else { next }] = slot;
+        let moved = slot.wrapping_sub(dist_bits(gap));
+        slots[if moves { hole } else { next }] = if moves { moved } else { slot };
         hole = if moves { next } else { hole };
         next = (next + 1) & mask;
     }
-    slots[hole] = [EMPTY, 0];
+    slots[hole] = EMPTY;
 }
 
 impl BlockMap {
+    /// Where `key` is, if present.
     #[inline]
-    fn home(&self, key: SequenceHash) -> usize {
-        home_slot(key, self.shift, self.mask())
+    pub fn get(&self, key: &SequenceHash, keys: &(impl BlockKeys + ?Sized)) -> Option<Loc> {
+        let key = *key;
+        if !self.slots.is_empty()
+            && let Ok(i) = probe(&self.slots, key, self.shift, |slot| {
+                keys.key_at(loc_of(slot)) == Some(key)
+            })
+        {
+            return Some(loc_of(self.slots[i]));
+        }
+        if self.overflow.is_empty() {
+            None
+        } else {
+            self.overflow.get(&key).copied()
+        }
     }
 
+    /// The slot holding `key` at `loc` (an exact match: a location has one slot).
     #[inline]
-    fn mask(&self) -> usize {
-        self.slots.len().wrapping_sub(1)
-    }
-
-    /// The slot holding `key`, if any (`key` ≠ 0).
-    #[inline]
-    fn find(&self, key: SequenceHash) -> Option<usize> {
+    fn find_at(&self, key: SequenceHash, loc: Loc) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
-        let slots = &*self.slots;
-        let (i, found) = probe(slots, home_slot(key, self.shift, slots.len() - 1), key);
-        found.then_some(i)
+        let want = loc_bits(loc);
+        probe(&self.slots, key, self.shift, |slot| slot & LOC_MASK == want).ok()
+    }
+
+    /// Puts `key` (known absent) at `loc`; the caller reserved room.
+    #[inline]
+    fn place(&mut self, key: SequenceHash, loc: Loc, free: Option<(usize, usize)>) {
+        match free {
+            Some((i, dist)) => {
+                self.slots[i] = tag_bits(key) | dist_bits(dist) | loc_bits(loc);
+                self.len += 1;
+            }
+            None => {
+                self.overflow.insert(key, loc);
+            }
+        }
     }
 
     /// Inserts `keys` in order while they are absent, the `k`-th at `{run, pos: first_pos + k}`,
     /// and returns how many it inserted: it stops at the first key already present (left
-    /// as it is). The caller reserves room for all of them first. One probe per key, with the
-    /// table's fields in registers: this is the loop a stored chain of new blocks spends
-    /// its time in.
+    /// as it is), including one earlier in `keys`. The caller reserves room for all of them
+    /// first and adds them to the run after (`keys` reads the run as it was). One probe per
+    /// key, with the table's fields in registers: this is the loop a stored chain of new
+    /// blocks spends its time in.
     #[inline]
     pub fn insert_absent<B>(
         &mut self,
-        keys: &[B],
+        blocks: &[B],
         hash_of: impl Fn(&B) -> SequenceHash,
         run: u32,
         first_pos: u32,
+        keys: &(impl BlockKeys + ?Sized),
     ) -> usize {
         debug_assert!(
-            self.len + keys.len() <= self.capacity(),
+            self.len() + blocks.len() <= self.capacity(),
             "insert before reserve"
         );
         let shift = self.shift;
-        let slots = &mut *self.slots;
-        let mask = slots.len().wrapping_sub(1);
-        // Inserted, and of those in `slots` (`len` does not count the key 0).
-        let (mut inserted, mut filled) = (0, 0);
-        for (k, block) in keys.iter().enumerate() {
+        let mut inserted = 0;
+        for (k, block) in blocks.iter().enumerate() {
             let key = hash_of(block);
-            let loc = Loc {
-                run,
-                pos: first_pos.wrapping_add(k as u32),
-            };
-            if key == EMPTY {
-                if self.zero.is_some() {
-                    break;
+            // A matching slot is confirmed against the run arrays, or against this batch for
+            // the slots it placed itself (not in the run yet).
+            let confirm = |slot: u64| {
+                let loc = loc_of(slot);
+                let in_batch = loc.pos.wrapping_sub(first_pos) & POS_MASK;
+                if loc.run == run && (in_batch as usize) < k {
+                    hash_of(&blocks[in_batch as usize]) == key
+                } else {
+                    keys.key_at(loc) == Some(key)
                 }
-                self.zero = Some(loc);
-                inserted += 1;
-                continue;
-            }
-            let (i, present) = probe(slots, home_slot(key, shift, mask), key);
-            if present {
+            };
+            let free = match probe(&self.slots, key, shift, confirm) {
+                Ok(_) => break,
+                Err(free) => free,
+            };
+            if !self.overflow.is_empty() && self.overflow.contains_key(&key) {
                 break;
             }
-            slots[i] = slot_of(key, loc);
-            filled += 1;
+            let loc = Loc {
+                run,
+                pos: first_pos.wrapping_add(k as u32) & POS_MASK,
+            };
+            self.place(key, loc, free);
             inserted += 1;
         }
-        self.len += filled;
         inserted
     }
 
-    /// Removes every key of `keys` that is present (the table's fields stay in registers
-    /// across the whole batch). Returns how many were removed.
+    /// Removes every `(key, loc)` of `entries` that is present (the table's fields stay in
+    /// registers across the whole batch). Returns how many were removed.
     #[inline]
-    pub fn remove_all(&mut self, keys: &[SequenceHash]) -> usize {
-        if keys.is_empty() {
-            return 0;
-        }
+    pub fn remove_all(&mut self, entries: impl IntoIterator<Item = (SequenceHash, Loc)>) -> usize {
         let shift = self.shift;
-        let slots = &mut *self.slots;
-        let mask = slots.len().wrapping_sub(1);
-        // Slot entries removed (`len` does not count the key 0, which lives in `zero`).
-        let (mut removed, mut zero) = (0, 0);
-        for &key in keys {
-            if key == EMPTY {
-                zero += usize::from(self.zero.take().is_some());
-                continue;
+        let mut removed = 0;
+        let mut overflowed = 0;
+        for (key, loc) in entries {
+            let want = loc_bits(loc);
+            let slots = &mut *self.slots;
+            if !slots.is_empty()
+                && let Ok(hole) = probe(slots, key, shift, |slot| slot & LOC_MASK == want)
+            {
+                shift_back(slots, hole);
+                removed += 1;
+            } else if !self.overflow.is_empty() && self.overflow.remove(&key).is_some() {
+                overflowed += 1;
             }
-            if mask == usize::MAX {
-                continue;
-            }
-            let (hole, found) = probe(slots, home_slot(key, shift, mask), key);
-            if !found {
-                continue;
-            }
-            removed += 1;
-            shift_back(slots, hole, shift);
         }
         self.len -= removed;
-        removed + zero
+        removed + overflowed
+    }
+
+    /// Moves `key` from `old` to `new`; returns whether it was at `old`.
+    #[inline]
+    pub fn repoint(&mut self, key: SequenceHash, old: Loc, new: Loc) -> bool {
+        if let Some(i) = self.find_at(key, old) {
+            self.slots[i] = (self.slots[i] & !LOC_MASK) | loc_bits(new);
+            return true;
+        }
+        match self.overflow.get_mut(&key) {
+            Some(loc) if *loc == old => {
+                *loc = new;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Reads the home slot of each key so their cache misses overlap (independent loads run
@@ -307,14 +423,19 @@ impl BlockMap {
     /// and overlap anyway), so this does nothing there.
     #[inline]
     pub fn touch(&self, keys: impl Iterator<Item = SequenceHash>) {
-        if self.slots.len() * size_of::<Slot>() <= TOUCH_MIN_BYTES {
+        if self.slots.len() * size_of::<u64>() < TOUCH_MIN_BYTES {
             return;
         }
+        self.touch_always(keys);
+    }
+
+    #[inline]
+    fn touch_always(&self, keys: impl Iterator<Item = SequenceHash>) {
         let (slots, shift) = (&*self.slots, self.shift);
         let mask = slots.len() - 1;
         let mut seen = 0;
         for key in keys {
-            seen ^= slots[home_slot(key, shift, mask)][0];
+            seen ^= slots[home_slot(key, shift, mask)];
         }
         std::hint::black_box(seen);
     }
@@ -327,10 +448,10 @@ impl BlockMap {
     }
 
     pub fn len(&self) -> usize {
-        self.len + usize::from(self.zero.is_some())
+        self.len + self.overflow.len()
     }
 
-    /// Entries that fit before the map grows (a quarter or half of the slots).
+    /// Entries that fit before the map grows (an eighth, a quarter or half of the slots).
     pub fn capacity(&self) -> usize {
         capacity_of(self.slots.len())
     }
@@ -345,70 +466,18 @@ impl BlockMap {
 
     /// Bytes held (heap or mapped).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.bytes()
+        let overflow = if self.overflow.capacity() == 0 {
+            0
+        } else {
+            (self.overflow.capacity() * 8 / 7).next_power_of_two() * (size_of::<(u64, Loc)>() + 1)
+        };
+        self.slots.bytes() + overflow
     }
 
-    #[inline]
-    pub fn get(&self, key: &SequenceHash) -> Option<Loc> {
-        if *key == EMPTY {
-            return self.zero;
-        }
-        self.find(*key).map(|i| loc_of(&self.slots[i]))
-    }
-
-    /// Replaces the location of `key` if it is present.
-    #[inline]
-    pub fn set(&mut self, key: SequenceHash, loc: Loc) {
-        if key == EMPTY {
-            if let Some(zero) = self.zero.as_mut() {
-                *zero = loc;
-            }
-        } else if let Some(i) = self.find(key) {
-            self.slots[i] = slot_of(key, loc);
-        }
-    }
-
-    /// Inserts or replaces; returns the previous value (the table uses `insert_absent`).
-    #[cfg(test)]
-    pub fn insert(&mut self, key: SequenceHash, loc: Loc) -> Option<Loc> {
-        if key == EMPTY {
-            return self.zero.replace(loc);
-        }
-        self.reserve(1);
-        let mask = self.mask();
-        let mut i = self.home(key);
-        loop {
-            let slot = &mut self.slots[i];
-            if slot[0] == key {
-                let old = loc_of(slot);
-                *slot = slot_of(key, loc);
-                return Some(old);
-            }
-            if slot[0] == EMPTY {
-                *slot = slot_of(key, loc);
-                self.len += 1;
-                return None;
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// Removes `key`; returns its value.
-    pub fn remove(&mut self, key: &SequenceHash) -> Option<Loc> {
-        if *key == EMPTY {
-            return self.zero.take();
-        }
-        let hole = self.find(*key)?;
-        let removed = loc_of(&self.slots[hole]);
-        self.len -= 1;
-        let shift = self.shift;
-        shift_back(&mut self.slots, hole, shift);
-        Some(removed)
-    }
-
-    /// Makes room for `additional` more entries without growing in between.
-    pub fn reserve(&mut self, additional: usize) {
-        let needed = self.len + additional;
+    /// Makes room for `additional` more entries without growing in between (`keys` has every
+    /// entry, to rebuild from).
+    pub fn reserve(&mut self, additional: usize, keys: &impl BlockKeys) {
+        let needed = self.len() + additional;
         if needed <= self.capacity() {
             return;
         }
@@ -416,43 +485,52 @@ impl BlockMap {
         while capacity_of(slots) < needed {
             slots *= 2;
         }
-        if self.expected > needed && needed * 4 >= self.expected {
+        if self.expected > needed && needed * GROW_TO_EXPECTED >= self.expected {
             slots = slots.max(slots_for(self.expected));
         }
-        self.rebuild(slots);
+        self.rebuild(slots, keys);
     }
 
     /// Shrinks to the smallest table that holds `min_entries` (and the current entries).
-    pub fn shrink_to(&mut self, min_entries: usize) {
-        let slots = slots_for(self.len.max(min_entries));
+    pub fn shrink_to(&mut self, min_entries: usize, keys: &impl BlockKeys) {
+        let slots = slots_for(self.len().max(min_entries));
         if slots < self.slots.len() {
-            self.rebuild(slots);
+            self.rebuild(slots, keys);
         }
     }
 
-    fn rebuild(&mut self, slot_count: usize) {
+    /// A fresh table of `slot_count` slots holding every block of `keys` (which are exactly
+    /// the map's entries).
+    fn rebuild(&mut self, slot_count: usize, keys: &impl BlockKeys) {
         debug_assert!(slot_count.is_power_of_two());
-        let old = std::mem::replace(&mut self.slots, SlotArray::zeroed(slot_count));
+        self.slots = SlotArray::zeroed(0);
+        self.slots = SlotArray::zeroed(slot_count);
         self.shift = 64 - slot_count.trailing_zeros();
-        let mask = self.mask();
-        for &slot in old.iter().filter(|s| s[0] != EMPTY) {
-            let mut i = self.home(slot[0]);
-            while self.slots[i][0] != EMPTY {
-                i = (i + 1) & mask;
+        self.len = 0;
+        self.overflow = HashMap::new();
+        // Entries go in by batches whose home slots are read first, so the misses of a
+        // batch overlap (a large table's inserts are random writes, each a miss).
+        let mut batch = [(0, Loc::default()); REBUILD_BATCH];
+        let mut n = 0;
+        keys.for_each_block(|key, loc| {
+            batch[n] = (key, loc);
+            n += 1;
+            if n == REBUILD_BATCH {
+                self.place_fresh(&batch);
+                n = 0;
             }
-            self.slots[i] = slot;
-        }
+        });
+        self.place_fresh(&batch[..n]);
     }
 
-    /// Every entry, in no particular order.
-    #[cfg(test)]
-    pub fn iter(&self) -> impl Iterator<Item = (SequenceHash, Loc)> + '_ {
-        self.zero.map(|loc| (EMPTY, loc)).into_iter().chain(
-            self.slots
-                .iter()
-                .filter(|s| s[0] != EMPTY)
-                .map(|s| (s[0], loc_of(s))),
-        )
+    /// Places `entries`, known absent, in a table with room for them.
+    fn place_fresh(&mut self, entries: &[(SequenceHash, Loc)]) {
+        let shift = self.shift;
+        self.touch_always(entries.iter().map(|e| e.0));
+        for &(key, loc) in entries {
+            let free = probe(&self.slots, key, shift, |_| false).err().flatten();
+            self.place(key, loc, free);
+        }
     }
 }
 
@@ -464,17 +542,99 @@ mod tests {
 
     use super::*;
 
-    fn loc(v: u32) -> Loc {
-        Loc { run: v, pos: !v }
+    /// The owner's side in tests: which key is at which location.
+    #[derive(Default)]
+    struct Keys(HashMap<Loc, SequenceHash>);
+
+    impl BlockKeys for Keys {
+        fn key_at(&self, loc: Loc) -> Option<SequenceHash> {
+            self.0.get(&loc).copied()
+        }
+        fn for_each_block(&self, mut f: impl FnMut(SequenceHash, Loc)) {
+            for (&loc, &key) in &self.0 {
+                f(key, loc);
+            }
+        }
+    }
+
+    /// A map and its keys, kept in step, checked against a plain `HashMap`.
+    #[derive(Default)]
+    struct Model {
+        map: BlockMap,
+        keys: Keys,
+        reference: HashMap<SequenceHash, Loc>,
+        next_run: u32,
+    }
+
+    impl Model {
+        /// Inserts `chain` in a fresh run (at positions from `first_pos`) the way `store` does.
+        fn insert_chain(&mut self, chain: &[u64], first_pos: u32) -> usize {
+            let run = self.next_run;
+            self.next_run += 1;
+            self.map.reserve(chain.len(), &self.keys);
+            let n = self
+                .map
+                .insert_absent(chain, |k| *k, run, first_pos, &self.keys);
+            // The leading keys up to the first one present (or repeated).
+            let mut expected = 0;
+            for (k, &key) in chain.iter().enumerate() {
+                if self.reference.contains_key(&key) {
+                    break;
+                }
+                let loc = Loc {
+                    run,
+                    pos: first_pos.wrapping_add(k as u32) & POS_MASK,
+                };
+                self.reference.insert(key, loc);
+                self.keys.0.insert(loc, key);
+                expected += 1;
+            }
+            assert_eq!(n, expected);
+            n
+        }
+
+        fn remove(&mut self, key: u64) -> bool {
+            match self.reference.remove(&key) {
+                Some(loc) => {
+                    self.keys.0.remove(&loc);
+                    assert_eq!(self.map.remove_all([(key, loc)]), 1);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        /// Moves `key` to a fresh location.
+        fn repoint(&mut self, key: u64) {
+            let Some(&old) = self.reference.get(&key) else {
+                return;
+            };
+            let new = Loc {
+                run: self.next_run,
+                pos: 7,
+            };
+            self.next_run += 1;
+            assert!(self.map.repoint(key, old, new));
+            self.keys.0.remove(&old);
+            self.keys.0.insert(new, key);
+            self.reference.insert(key, new);
+        }
+
+        fn check(&self) {
+            assert_eq!(self.map.len(), self.reference.len());
+            for (k, v) in &self.reference {
+                assert_eq!(self.map.get(k, &self.keys), Some(*v), "key {k}");
+            }
+        }
     }
 
     #[derive(Clone, Debug)]
     enum Op {
-        Insert(u64, u32),
+        /// `insert_absent` of a chain, locations `{fresh run, first_pos + k}`.
+        InsertChain(Vec<u64>, u32),
         Remove(u64),
-        /// `insert_absent` of a chain, locations `{run, first_pos + k}`.
-        InsertChain(Vec<u64>, u32, u32),
-        RemoveAll(Vec<u64>),
+        Repoint(u64),
+        Get(u64),
         Shrink,
     }
 
@@ -482,11 +642,11 @@ mod tests {
         // Few distinct keys (and 0) so operations collide, clusters form and wrap around.
         let key = prop_oneof![Just(0u64), 0u64..48, any::<u64>()];
         prop_oneof![
-            4 => (key.clone(), any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            4 => (proptest::collection::vec(key.clone(), 0..12), any::<u32>())
+                .prop_map(|(keys, pos)| Op::InsertChain(keys, pos)),
             3 => key.clone().prop_map(Op::Remove),
-            2 => (proptest::collection::vec(key.clone(), 0..12), any::<u32>(), any::<u32>())
-                .prop_map(|(keys, run, pos)| Op::InsertChain(keys, run, pos)),
-            2 => proptest::collection::vec(key, 0..12).prop_map(Op::RemoveAll),
+            1 => key.clone().prop_map(Op::Repoint),
+            2 => key.prop_map(Op::Get),
             1 => Just(Op::Shrink),
         ]
     }
@@ -494,90 +654,116 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_as_a_hash_map(ops in proptest::collection::vec(op(), 0..400)) {
-            let mut map = BlockMap::default();
-            let mut reference = HashMap::new();
+            let mut m = Model::default();
             for op in ops {
                 match op {
-                    Op::Insert(k, v) => {
-                        prop_assert_eq!(map.insert(k, loc(v)), reference.insert(k, loc(v)));
+                    Op::InsertChain(keys, pos) => {
+                        m.insert_chain(&keys, pos);
                     }
-                    Op::Remove(k) => prop_assert_eq!(map.remove(&k), reference.remove(&k)),
-                    Op::InsertChain(keys, run, first_pos) => {
-                        map.reserve(keys.len());
-                        let inserted = map.insert_absent(&keys, |k| *k, run, first_pos);
-                        // The leading keys up to the first one present (or repeated).
-                        let mut expected = 0;
-                        for (k, &key) in keys.iter().enumerate() {
-                            if reference.contains_key(&key) {
-                                break;
-                            }
-                            let pos = first_pos.wrapping_add(k as u32);
-                            reference.insert(key, Loc { run, pos });
-                            expected += 1;
-                        }
-                        prop_assert_eq!(inserted, expected);
+                    Op::Remove(k) => {
+                        let held = m.reference.contains_key(&k);
+                        prop_assert_eq!(m.remove(k), held);
                     }
-                    Op::RemoveAll(keys) => {
-                        let expected = keys.iter().filter(|k| reference.remove(k).is_some()).count();
-                        prop_assert_eq!(map.remove_all(&keys), expected);
+                    Op::Repoint(k) => m.repoint(k),
+                    Op::Get(k) => {
+                        prop_assert_eq!(m.map.get(&k, &m.keys), m.reference.get(&k).copied());
                     }
-                    Op::Shrink => map.shrink_to(0),
+                    Op::Shrink => m.map.shrink_to(0, &m.keys),
                 }
-                prop_assert_eq!(map.len(), reference.len());
-                for (k, v) in &reference {
-                    prop_assert_eq!(map.get(k), Some(*v));
-                }
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_by_key(|e| e.0);
-                let mut expected: Vec<_> = reference.iter().map(|(k, v)| (*k, *v)).collect();
-                expected.sort_by_key(|e| e.0);
-                prop_assert_eq!(entries, expected);
+                m.check();
             }
         }
     }
 
+    /// Keys whose multiplied value has the same top 32 bits share a home slot in every table
+    /// of up to 2^32 slots.
+    fn colliding_keys(n: u64) -> Vec<u64> {
+        // The inverse of the home multiplier modulo 2^64 (Newton's iteration).
+        let m: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut inv = m;
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(m.wrapping_mul(inv)));
+        }
+        assert_eq!(m.wrapping_mul(inv), 1);
+        (1..=n)
+            .map(|i| (0xABCD_1234u64 << 32 | i).wrapping_mul(inv))
+            .collect()
+    }
+
+    #[test]
+    fn keys_too_far_from_home_overflow_and_stay_exact() {
+        let mut m = Model::default();
+        let keys = colliding_keys(600);
+        for chunk in keys.chunks(100) {
+            m.insert_chain(chunk, 0);
+        }
+        m.check();
+        assert!(
+            m.map.overflow.len() >= 600 - MAX_DIST - 1,
+            "{} in overflow",
+            m.map.overflow.len()
+        );
+        // Removing near the home pulls the table's tail back; overflowed keys stay reachable.
+        for &k in keys.iter().step_by(3) {
+            assert!(m.remove(k));
+        }
+        m.check();
+        for &k in keys.iter().skip(1).step_by(3) {
+            m.repoint(k);
+        }
+        m.check();
+        // A rebuild places what fits within reach of home again.
+        m.map.shrink_to(0, &m.keys);
+        m.check();
+        assert_eq!(m.insert_chain(&keys[1..3], 0), 0, "already present");
+    }
+
     #[test]
     fn a_table_large_enough_to_be_mapped_behaves_like_a_small_one() {
-        let mut map = BlockMap::default();
+        let mut m = Model::default();
         let keys: Vec<u64> = (1..=200_000u64)
             .map(|k| k.wrapping_mul(0x9E37_79B9))
             .collect();
-        for (i, &k) in keys.iter().enumerate() {
-            assert_eq!(map.insert(k, loc(i as u32)), None);
+        for chunk in keys.chunks(1000) {
+            assert_eq!(m.insert_chain(chunk, 0), 1000);
         }
-        assert!(matches!(map.slots, SlotArray::Mapped(_)));
-        assert!(map.memory_bytes() >= HUGE_TABLE_BYTES);
-        assert_eq!(map.remove_all(&keys[..150_000]), 150_000);
-        assert_eq!(map.remove_all(&keys[..10]), 0, "already gone");
-        map.shrink_to(0);
-        assert!(matches!(map.slots, SlotArray::Heap(_)));
-        for (i, &k) in keys.iter().enumerate() {
-            assert_eq!(
-                map.get(&k),
-                (i >= 150_000).then(|| loc(i as u32)),
-                "key {k}"
-            );
+        assert!(matches!(m.map.slots, SlotArray::Mapped(_)));
+        assert!(m.map.memory_bytes() >= HUGE_TABLE_BYTES);
+        for &k in &keys[..150_000] {
+            assert!(m.remove(k));
         }
-        assert_eq!(map.len(), 50_000);
+        assert!(!m.remove(keys[0]), "already gone");
+        m.map.shrink_to(0, &m.keys);
+        assert!(matches!(m.map.slots, SlotArray::Heap(_)));
+        m.check();
+        for &k in &keys[..10] {
+            assert_eq!(m.map.get(&k, &m.keys), None);
+        }
+        assert_eq!(m.map.len(), 50_000);
     }
 
     #[test]
     fn grows_shrinks_and_keeps_every_key_reachable() {
-        let mut map = BlockMap::default();
+        let mut m = Model::default();
         let keys: Vec<u64> = (1..=10_000u64).map(|k| k * 0x1_0000_0001).collect();
-        for (i, &k) in keys.iter().enumerate() {
-            assert_eq!(map.insert(k, loc(i as u32)), None);
+        for chunk in keys.chunks(100) {
+            m.insert_chain(chunk, POS_MASK - 50);
         }
-        assert!(map.capacity() >= 10_000 && map.len() == 10_000);
+        assert!(m.map.capacity() >= 10_000 && m.map.len() == 10_000);
         for &k in keys.iter().step_by(2) {
-            assert!(map.remove(&k).is_some());
+            assert!(m.remove(k));
         }
-        map.shrink_to(0);
-        assert!(map.capacity() < 10_000 && map.capacity() >= 5_000);
-        for (i, &k) in keys.iter().enumerate() {
-            assert_eq!(map.get(&k).is_some(), i % 2 == 1, "key {k}");
-        }
-        map.set(keys[1], loc(7));
-        assert_eq!(map.get(&keys[1]), Some(loc(7)));
+        m.map.shrink_to(0, &m.keys);
+        assert!(m.map.capacity() < 10_000 && m.map.capacity() >= 5_000);
+        m.check();
+        m.repoint(keys[1]);
+        m.check();
+    }
+
+    #[test]
+    fn a_repeated_key_in_one_chain_stops_the_insert() {
+        let mut m = Model::default();
+        assert_eq!(m.insert_chain(&[5, 6, 5, 7], 3), 2);
+        m.check();
     }
 }

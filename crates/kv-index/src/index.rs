@@ -22,6 +22,7 @@
 
 use switchyard_protocol::kv::{KvCacheEvent, KvCacheEventData, SequenceHash};
 
+use crate::block_map::MAX_BLOCKS;
 use crate::table::{BlockTable, OverlapScores, WorkerKey};
 
 /// Counters of what the index has seen; every anomaly is counted here and logged at debug.
@@ -51,6 +52,9 @@ pub struct IndexStats {
     pub workers_removed: u64,
     /// Cache dumps loaded with [`KvIndex::load_dump`].
     pub dumps_loaded: u64,
+    /// Blocks of `stored` events not recorded because the index held
+    /// [`KvIndex::MAX_BLOCKS`] blocks already.
+    pub blocks_refused: u64,
 }
 
 /// Why an event was not applied cleanly.
@@ -145,16 +149,16 @@ impl KvIndex {
         let mut unknown_blocks = 0u32;
         match &event.data {
             KvCacheEventData::Stored { parent, blocks } => {
-                let (added, duplicates, parent_held) =
-                    self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
-                if parent.is_some() && !parent_held {
+                let stored = self.table.store(slot, *parent, blocks, |b| b.sequence_hash);
+                if parent.is_some() && !stored.parent_held {
                     unknown_parent = true;
                     self.stats.unknown_parents += 1;
                 }
-                duplicate_blocks = duplicates as u32;
-                self.state[slot as usize].blocks += added;
-                self.stats.blocks_stored += added as u64;
-                self.stats.duplicate_blocks += duplicates as u64;
+                duplicate_blocks = stored.duplicates as u32;
+                self.state[slot as usize].blocks += stored.added;
+                self.stats.blocks_stored += stored.added as u64;
+                self.stats.duplicate_blocks += stored.duplicates as u64;
+                self.count_refused(worker, stored.refused);
             }
             KvCacheEventData::Removed { sequence_hashes } => {
                 let (removed, unknown) = self.table.remove(slot, sequence_hashes);
@@ -237,8 +241,9 @@ impl KvIndex {
                 blocks: stored,
             } = &event.data
             {
-                let (added, _, _) = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
-                blocks += added;
+                let stored = self.table.store(slot, *parent, stored, |b| b.sequence_hash);
+                blocks += stored.added;
+                self.count_refused(worker, stored.refused);
             }
         }
         self.state[slot as usize] = WorkerState {
@@ -248,6 +253,22 @@ impl KvIndex {
         self.stats.dumps_loaded += 1;
         blocks
     }
+
+    fn count_refused(&mut self, worker: WorkerKey, refused: usize) {
+        if refused > 0 {
+            self.stats.blocks_refused += refused as u64;
+            tracing::warn!(
+                worker,
+                refused,
+                "kv index full ({} blocks): blocks not recorded",
+                MAX_BLOCKS
+            );
+        }
+    }
+
+    /// Most distinct blocks the index records (2^28 − 1, some 10 GB); blocks stored past it
+    /// are not recorded and are counted in [`IndexStats::blocks_refused`].
+    pub const MAX_BLOCKS: usize = MAX_BLOCKS;
 
     /// Forgets a worker entirely (it left): its blocks and its event numbering.
     pub fn remove_worker(&mut self, worker: WorkerKey) {

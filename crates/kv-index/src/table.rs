@@ -17,7 +17,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use smallvec::SmallVec;
 use switchyard_protocol::kv::SequenceHash;
 
-use crate::block_map::{BlockMap, Loc};
+use crate::block_map::{BlockKeys, BlockMap, Loc, MAX_BLOCKS, MAX_RUN_BLOCKS, POS_MASK};
 
 /// A worker as the index knows it (an instance id).
 pub type WorkerKey = u64;
@@ -138,8 +138,9 @@ fn only_holder(h: &Holders, slot: u32) -> bool {
 
 /// Consecutive blocks (as they appeared in a stored sequence) that all have the same holders.
 ///
-/// Map entries hold positions relative to `base` (wrapping), so cutting blocks off the front or
-/// prepending blocks only moves `base` and the array, not the other blocks' map entries.
+/// Map entries hold positions relative to `base` (modulo 2^18, see `block_map::POS_BITS`), so
+/// cutting blocks off the front or prepending blocks only moves `base` and the array, not the
+/// other blocks' map entries. A run holds at most [`MAX_RUN_BLOCKS`] blocks.
 #[derive(Default)]
 struct Run {
     base: u32,
@@ -150,12 +151,60 @@ struct Run {
 impl Run {
     #[inline]
     fn index(&self, loc: Loc) -> usize {
-        loc.pos.wrapping_sub(self.base) as usize
+        (loc.pos.wrapping_sub(self.base) & POS_MASK) as usize
     }
     #[inline]
     fn pos(&self, index: usize) -> u32 {
-        self.base.wrapping_add(index as u32)
+        self.base.wrapping_add(index as u32) & POS_MASK
     }
+    /// Where the block at `index` is in the map.
+    #[inline]
+    fn loc(&self, id: u32, index: usize) -> Loc {
+        Loc {
+            run: id,
+            pos: self.pos(index),
+        }
+    }
+}
+
+/// The map keeps locations only; the runs' arrays hold the keys.
+impl BlockKeys for [Run] {
+    #[inline]
+    fn key_at(&self, loc: Loc) -> Option<SequenceHash> {
+        let run = self.get(loc.run as usize)?;
+        run.blocks.get(run.index(loc)).copied()
+    }
+
+    fn for_each_block(&self, mut f: impl FnMut(SequenceHash, Loc)) {
+        for (id, run) in self.iter().enumerate() {
+            for (i, &hash) in run.blocks.iter().enumerate() {
+                f(hash, run.loc(id as u32, i));
+            }
+        }
+    }
+}
+
+impl BlockKeys for Vec<Run> {
+    #[inline]
+    fn key_at(&self, loc: Loc) -> Option<SequenceHash> {
+        self.as_slice().key_at(loc)
+    }
+    fn for_each_block(&self, f: impl FnMut(SequenceHash, Loc)) {
+        self.as_slice().for_each_block(f)
+    }
+}
+
+/// What a `store` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// Blocks newly held.
+    pub added: usize,
+    /// Blocks the slot already held.
+    pub duplicates: usize,
+    /// Blocks not recorded because the index holds [`MAX_BLOCKS`] already.
+    pub refused: usize,
+    /// Whether the slot held the parent.
+    pub parent_held: bool,
 }
 
 /// The set bits of a word, lowest first.
@@ -300,31 +349,36 @@ impl BlockTable {
         self.map.len()
     }
 
+    /// Where block `hash` is, if anyone holds it.
+    #[inline]
+    fn locate(&self, hash: &SequenceHash) -> Option<Loc> {
+        self.map.get(hash, &self.runs)
+    }
+
     pub(crate) fn contains(&self, hash: SequenceHash, slot: u32) -> bool {
-        self.map
-            .get(&hash)
+        self.locate(&hash)
             .is_some_and(|loc| holds(&self.runs[loc.run as usize].holders, slot))
     }
 
     /// Marks `slot` as holding the chain `blocks` (in order, after `parent`; `hash_of` reads a
-    /// block's sequence hash). Returns (blocks newly held, blocks already held, whether
-    /// `slot` held `parent`).
+    /// block's sequence hash).
     pub(crate) fn store<B>(
         &mut self,
         slot: u32,
         parent: Option<SequenceHash>,
         blocks: &[B],
         hash_of: impl Fn(&B) -> SequenceHash,
-    ) -> (usize, usize, bool) {
-        let (mut added, mut duplicate) = (0, 0);
+    ) -> Stored {
+        let (mut added, mut duplicate, mut refused) = (0, 0, 0);
         // Room for every block now, so nothing below grows the map: a new block costs one
         // probe.
-        self.map.reserve(blocks.len());
+        self.map
+            .reserve(blocks.len().min(MAX_BLOCKS - self.map.len()), &self.runs);
         // Touch every block's slot first: the loads are independent, so their cache misses
         // overlap instead of serialising inside the loop.
         self.map
             .touch(parent.into_iter().chain(blocks.iter().map(&hash_of)));
-        let parent_loc = parent.and_then(|p| self.map.get(&p));
+        let parent_loc = parent.and_then(|p| self.locate(&p));
         let parent_held =
             parent_loc.is_some_and(|loc| holds(&self.runs[loc.run as usize].holders, slot));
         // The last block handled (`parent` at first) and where it is now.
@@ -333,15 +387,22 @@ impl BlockTable {
         let mut i = 0;
         while i < blocks.len() {
             let hash = hash_of(&blocks[i]);
-            let loc = match self.map.get(&hash) {
+            let loc = match self.locate(&hash) {
                 Some(loc) => loc,
                 None => {
+                    let room = MAX_BLOCKS - self.map.len();
+                    if room == 0 {
+                        refused += blocks.len() - i;
+                        break;
+                    }
                     // New blocks from here on: they append to the run ending in `prev` when
                     // `slot` alone holds it, else start a run of their own, and go into the
                     // map in one tight loop until a block turns out to be known already.
                     let append = prev.filter(|loc| {
                         let run = &self.runs[loc.run as usize];
-                        run.index(*loc) + 1 == run.blocks.len() && only_holder(&run.holders, slot)
+                        run.index(*loc) + 1 == run.blocks.len()
+                            && run.blocks.len() < MAX_RUN_BLOCKS
+                            && only_holder(&run.holders, slot)
                     });
                     let id = match append {
                         Some(loc) => loc.run,
@@ -351,19 +412,21 @@ impl BlockTable {
                             alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders)
                         }
                     };
-                    let run = &mut self.runs[id as usize];
-                    let first_pos = run.pos(run.blocks.len());
+                    let run = &self.runs[id as usize];
+                    let held = run.blocks.len();
+                    let first_pos = run.pos(held);
                     let rest = &blocks[i..];
-                    let n = self.map.insert_absent(rest, &hash_of, id, first_pos);
+                    let rest = &rest[..rest.len().min(MAX_RUN_BLOCKS - held).min(room)];
+                    let n = self
+                        .map
+                        .insert_absent(rest, &hash_of, id, first_pos, &self.runs);
                     debug_assert!(n > 0, "the first block was absent");
+                    let run = &mut self.runs[id as usize];
                     run.blocks.extend(rest[..n].iter().map(&hash_of));
                     added += n;
                     i += n;
                     prev_hash = Some(hash_of(&rest[n - 1]));
-                    prev = Some(Loc {
-                        run: id,
-                        pos: first_pos.wrapping_add(n as u32 - 1),
-                    });
+                    prev = Some(run.loc(id, held + n - 1));
                     continue;
                 }
             };
@@ -392,9 +455,14 @@ impl BlockTable {
             i += len;
             // `isolate` and `merge_after` may have moved it.
             prev_hash = Some(last);
-            prev = self.map.get(&last);
+            prev = self.locate(&last);
         }
-        (added, duplicate, parent_held)
+        Stored {
+            added,
+            duplicates: duplicate,
+            refused,
+            parent_held,
+        }
     }
 
     /// Unmarks `slot` as holding each of `hashes`. Returns (blocks removed, blocks `slot` did
@@ -405,7 +473,7 @@ impl BlockTable {
         self.map.touch(hashes.iter().copied());
         let mut i = 0;
         while i < hashes.len() {
-            let Some(loc) = self.map.get(&hashes[i]) else {
+            let Some(loc) = self.locate(&hashes[i]) else {
                 unknown += 1;
                 i += 1;
                 continue;
@@ -474,7 +542,7 @@ impl BlockTable {
         let floor = self.expected_blocks.max(4096);
         if self.map.capacity() > floor && self.map.len() * 4 < self.map.capacity() {
             self.map
-                .shrink_to((self.map.len() * 2).max(self.expected_blocks));
+                .shrink_to((self.map.len() * 2).max(self.expected_blocks), &self.runs);
         }
     }
 
@@ -498,37 +566,41 @@ impl BlockTable {
             return run;
         }
         let holders = self.runs[run as usize].holders.clone();
+        // Where the pieces' blocks are in the map before they move.
+        let was = |r: &Run, index: usize| r.loc(run, index);
         if after >= len && after >= before {
             // Keep the tail in place.
             let r = &mut self.runs[run as usize];
-            let head: Vec<_> = r.blocks.drain(..off + len).collect();
+            let (head_at, middle_at) = (was(r, 0), was(r, off));
+            let mut head: Vec<_> = r.blocks.drain(..off + len).collect();
             r.base = r.base.wrapping_add((off + len) as u32);
-            let mut head = head;
             let middle = head.split_off(off);
             if !head.is_empty() {
-                self.new_run(head, holders.clone());
+                self.new_run(head, head_at, holders.clone());
             }
-            self.new_run(middle, holders)
+            self.new_run(middle, middle_at, holders)
         } else if before >= len {
             // Keep the head in place.
             let r = &mut self.runs[run as usize];
+            let (middle_at, tail_at) = (was(r, off), was(r, off + len));
             let tail = r.blocks.split_off(off + len);
             let middle = r.blocks.split_off(off);
             if !tail.is_empty() {
-                self.new_run(tail, holders.clone());
+                self.new_run(tail, tail_at, holders.clone());
             }
-            self.new_run(middle, holders)
+            self.new_run(middle, middle_at, holders)
         } else {
             // Keep the middle in place.
             let r = &mut self.runs[run as usize];
+            let (head_at, tail_at) = (was(r, 0), was(r, off + len));
             let tail = r.blocks.split_off(off + len);
             let head: Vec<_> = r.blocks.drain(..off).collect();
             r.base = r.base.wrapping_add(off as u32);
             if !tail.is_empty() {
-                self.new_run(tail, holders.clone());
+                self.new_run(tail, tail_at, holders.clone());
             }
             if !head.is_empty() {
-                self.new_run(head, holders);
+                self.new_run(head, head_at, holders);
             }
             run
         }
@@ -539,21 +611,29 @@ impl BlockTable {
     fn delete_range(&mut self, run: u32, off: usize, len: usize) {
         let total = self.runs[run as usize].blocks.len();
         let (before, after) = (off, total - off - len);
+        let r = &self.runs[run as usize];
+        self.map.remove_all(
+            r.blocks[off..off + len]
+                .iter()
+                .enumerate()
+                .map(|(i, &hash)| (hash, r.loc(run, off + i))),
+        );
         let r = &mut self.runs[run as usize];
-        self.map.remove_all(&r.blocks[off..off + len]);
         if after > before {
+            let head_at = r.loc(run, 0);
             let head: Vec<_> = r.blocks.drain(..off + len).take(off).collect();
             r.base = r.base.wrapping_add((off + len) as u32);
             if !head.is_empty() {
                 let holders = self.runs[run as usize].holders.clone();
-                self.new_run(head, holders);
+                self.new_run(head, head_at, holders);
             }
         } else {
+            let tail_at = r.loc(run, off + len);
             let tail = r.blocks.split_off(off + len);
             r.blocks.truncate(off);
             if !tail.is_empty() {
                 let holders = self.runs[run as usize].holders.clone();
-                self.new_run(tail, holders);
+                self.new_run(tail, tail_at, holders);
             }
             if off == 0 {
                 self.runs[run as usize] = Run::default();
@@ -562,10 +642,10 @@ impl BlockTable {
         }
     }
 
-    /// Joins run `id` to the run ending in `prev` when their holders are equal, moving the
-    /// shorter one's blocks.
+    /// Joins run `id` to the run ending in `prev` when their holders are equal (and the joined
+    /// run is not too long), moving the shorter one's blocks.
     fn merge_after(&mut self, prev: SequenceHash, id: u32) {
-        let Some(loc) = self.map.get(&prev) else {
+        let Some(loc) = self.locate(&prev) else {
             return;
         };
         let target = loc.run;
@@ -573,45 +653,45 @@ impl BlockTable {
             return;
         }
         let (t, r) = (&self.runs[target as usize], &self.runs[id as usize]);
-        if t.index(loc) + 1 != t.blocks.len() || !same_holders(&t.holders, &r.holders) {
+        if t.index(loc) + 1 != t.blocks.len()
+            || !same_holders(&t.holders, &r.holders)
+            || t.blocks.len() + r.blocks.len() > MAX_RUN_BLOCKS
+        {
             return;
         }
         if t.blocks.len() >= r.blocks.len() {
-            let moved = std::mem::take(&mut self.runs[id as usize].blocks);
+            let from = std::mem::take(&mut self.runs[id as usize]);
             let t = &mut self.runs[target as usize];
             let start = t.blocks.len();
-            t.blocks.extend_from_slice(&moved);
-            for (i, hash) in moved.iter().enumerate() {
-                let pos = t.pos(start + i);
-                self.map.set(*hash, Loc { run: target, pos });
+            t.blocks.extend_from_slice(&from.blocks);
+            for (i, &hash) in from.blocks.iter().enumerate() {
+                self.map
+                    .repoint(hash, from.loc(id, i), t.loc(target, start + i));
             }
-            self.runs[id as usize] = Run::default();
             self.free_runs.push(id);
         } else {
-            let moved = std::mem::take(&mut self.runs[target as usize].blocks);
+            let from = std::mem::take(&mut self.runs[target as usize]);
             let r = &mut self.runs[id as usize];
-            r.base = r.base.wrapping_sub(moved.len() as u32);
-            r.blocks.splice(0..0, moved.iter().copied());
-            for (i, hash) in moved.iter().enumerate() {
-                let pos = r.pos(i);
-                self.map.set(*hash, Loc { run: id, pos });
+            r.base = r.base.wrapping_sub(from.blocks.len() as u32);
+            r.blocks.splice(0..0, from.blocks.iter().copied());
+            for (i, &hash) in from.blocks.iter().enumerate() {
+                self.map.repoint(hash, from.loc(target, i), r.loc(id, i));
             }
-            self.runs[target as usize] = Run::default();
             self.free_runs.push(target);
         }
     }
 
-    /// A run of blocks already in the map (re-pointed to it).
-    fn new_run(&mut self, blocks: Vec<SequenceHash>, holders: Holders) -> u32 {
+    /// A run of blocks already in the map, the first at `was` and the others after it
+    /// (re-pointed to the new run).
+    fn new_run(&mut self, blocks: Vec<SequenceHash>, was: Loc, holders: Holders) -> u32 {
         let id = alloc_run(&mut self.runs, &mut self.free_runs, Vec::new(), holders);
-        for (i, hash) in blocks.iter().enumerate() {
-            self.map.set(
-                *hash,
-                Loc {
-                    run: id,
-                    pos: i as u32,
-                },
-            );
+        let run = &self.runs[id as usize];
+        for (i, &hash) in blocks.iter().enumerate() {
+            let old = Loc {
+                run: was.run,
+                pos: was.pos.wrapping_add(i as u32) & POS_MASK,
+            };
+            self.map.repoint(hash, old, run.loc(id, i));
         }
         self.runs[id as usize].blocks = blocks;
         id
@@ -619,9 +699,12 @@ impl BlockTable {
 
     fn delete_run(&mut self, id: u32) {
         let run = std::mem::take(&mut self.runs[id as usize]);
-        for hash in &run.blocks {
-            self.map.remove(hash);
-        }
+        self.map.remove_all(
+            run.blocks
+                .iter()
+                .enumerate()
+                .map(|(i, &hash)| (hash, run.loc(id, i))),
+        );
         self.free_runs.push(id);
     }
 
@@ -652,14 +735,14 @@ impl BlockTable {
 
     #[inline]
     fn find_single_word(&self, blocks: &[SequenceHash], out: &mut OverlapScores) {
-        let Some(loc) = blocks.first().and_then(|h| self.map.get(h)) else {
+        let Some(loc) = blocks.first().and_then(|h| self.locate(h)) else {
             return;
         };
         let (len, run) = self.stretch(loc, blocks, 0);
         let mut active = run.holders.first().copied().unwrap_or(0);
         let mut i = len;
         while i < blocks.len() {
-            let Some(loc) = self.map.get(&blocks[i]) else {
+            let Some(loc) = self.locate(&blocks[i]) else {
                 break;
             };
             let (len, run) = self.stretch(loc, blocks, i);
@@ -682,7 +765,7 @@ impl BlockTable {
         let mut active: SmallVec<[u64; 8]> = SmallVec::from_elem(0, words);
         let mut i = 0;
         while i < blocks.len() {
-            let Some(loc) = self.map.get(&blocks[i]) else {
+            let Some(loc) = self.locate(&blocks[i]) else {
                 break;
             };
             let (len, run) = self.stretch(loc, blocks, i);
@@ -779,13 +862,7 @@ impl BlockTable {
             assert!(!run.blocks.is_empty(), "live run {id} empty");
             assert!(!no_holders(&run.holders), "run {id} held by nobody");
             for (off, h) in run.blocks.iter().enumerate() {
-                assert_eq!(
-                    self.map.get(h),
-                    Some(Loc {
-                        run: id as u32,
-                        pos: run.pos(off)
-                    })
-                );
+                assert_eq!(self.locate(h), Some(run.loc(id as u32, off)));
             }
             blocks += run.blocks.len();
         }
@@ -821,7 +898,13 @@ mod tests {
         for (w, n) in [(0u64, 3u64), (100, 2), (149, 1)] {
             let slot = t.slot(w).unwrap();
             let chain: Vec<u64> = (1..=n).collect();
-            assert_eq!(t.store(slot, None, &chain, |h| *h), (n as usize, 0, false));
+            assert_eq!(
+                t.store(slot, None, &chain, |h| *h),
+                Stored {
+                    added: n as usize,
+                    ..Stored::default()
+                }
+            );
             t.check();
         }
         let mut out = OverlapScores::default();

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 
 use crate::delta::{Delta, ParsedOutput};
+use crate::forced::ForcedCallParser;
 use crate::reasoning::ReasoningParser;
 use crate::tool::ToolCallParser;
 
@@ -11,21 +12,47 @@ use crate::tool::ToolCallParser;
 pub struct OutputParser {
     reasoning: Option<ReasoningParser>,
     tools: Option<ToolCallParser>,
+    /// `tool_choice` forced calls: all content is call JSON (replaces `tools`).
+    forced: Option<ForcedCallParser>,
 }
 
 impl OutputParser {
     pub fn new(reasoning: Option<ReasoningParser>, tools: Option<ToolCallParser>) -> Self {
-        OutputParser { reasoning, tools }
+        OutputParser {
+            reasoning,
+            tools,
+            forced: None,
+        }
+    }
+
+    /// Reasoning, then content that is forced tool calls' JSON (see [`crate::forced`]).
+    pub fn forced(reasoning: Option<ReasoningParser>, forced: ForcedCallParser) -> Self {
+        OutputParser {
+            reasoning,
+            tools: None,
+            forced: Some(forced),
+        }
     }
 
     /// Neither reasoning nor tool parsing: `push` returns its input as content.
     pub fn is_passthrough(&self) -> bool {
-        self.reasoning.is_none() && self.tools.is_none()
+        self.reasoning.is_none() && self.tools.is_none() && self.forced.is_none()
     }
 
     /// Tool calls announced so far (`finish_reason: "tool_calls"` when non-zero at the end).
     pub fn calls_emitted(&self) -> usize {
-        self.tools.as_ref().map_or(0, ToolCallParser::calls_emitted)
+        match &self.forced {
+            Some(forced) => forced.calls_emitted(),
+            None => self.tools.as_ref().map_or(0, ToolCallParser::calls_emitted),
+        }
+    }
+
+    /// Whether `finish_reason` becomes `tool_calls` (a forced named call keeps `stop`).
+    pub fn finishes_with_tool_calls(&self) -> bool {
+        match &self.forced {
+            Some(forced) => forced.finishes_with_tool_calls(),
+            None => self.calls_emitted() > 0,
+        }
     }
 
     pub fn push<'a>(&mut self, text: &'a str) -> Delta<'a> {
@@ -35,6 +62,14 @@ impl OutputParser {
             Some(parser) => parser.push(text),
             None => Delta::content(text),
         };
+        if let Some(forced) = &mut self.forced {
+            let calls = forced.push(&content);
+            return Delta {
+                content: Cow::Borrowed(""),
+                reasoning,
+                tool_calls: calls.tool_calls,
+            };
+        }
         let Some(tools) = &mut self.tools else {
             return Delta {
                 content,
@@ -65,7 +100,12 @@ impl OutputParser {
             Some(parser) => parser.finish(),
             None => Delta::default(),
         };
-        if let Some(tools) = &mut self.tools {
+        if let Some(forced) = &mut self.forced {
+            let content = std::mem::take(&mut out.content);
+            let mut calls = forced.push(&content);
+            calls.append(forced.finish());
+            out.tool_calls = calls.tool_calls;
+        } else if let Some(tools) = &mut self.tools {
             let content = std::mem::take(&mut out.content);
             let mut parsed = tools.push(&content).into_owned();
             parsed.append(tools.finish());

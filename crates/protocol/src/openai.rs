@@ -429,9 +429,17 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     pub logprobs: Option<i64>,
     pub best_of: Option<i64>,
+    /// vLLM extension: constrain the completion's form as chat's `response_format` does.
+    pub response_format: Option<ResponseFormat>,
 }
 
 impl CompletionRequest {
+    /// Candidates generated per prompt: `best_of` when given, else `n` (valid after `validate`).
+    pub fn candidates_per_prompt(&self) -> u32 {
+        let n = self.common.choices_per_prompt();
+        self.best_of.map_or(n, |b| (b.max(1) as u32).max(n))
+    }
+
     /// Alternatives per token to report, if logprobs were asked for (valid after `validate`).
     pub fn requested_logprobs(&self) -> Option<u32> {
         self.logprobs.map(|k| k.max(0) as u32)
@@ -452,13 +460,22 @@ impl CompletionRequest {
         if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::invalid_param("suffix", "suffix is not supported"));
         }
-        if let Some(b) = self.best_of
-            && b != 1
-        {
-            return Err(ApiError::invalid_param(
-                "best_of",
-                format!("best_of other than 1 is not supported yet, got {b}"),
-            ));
+        if let Some(b) = self.best_of {
+            let n = self.common.n.unwrap_or(1);
+            if b < n || b > i64::from(MAX_CHOICES_PER_PROMPT) {
+                return Err(ApiError::invalid_param(
+                    "best_of",
+                    format!(
+                        "best_of must be at least n ({n}) and at most {MAX_CHOICES_PER_PROMPT}, got {b}"
+                    ),
+                ));
+            }
+            if self.common.stream && b > n {
+                return Err(ApiError::invalid_param(
+                    "best_of",
+                    "best_of greater than n cannot be streamed: the best choices are known only at the end",
+                ));
+            }
         }
         Ok(())
     }
