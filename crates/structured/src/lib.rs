@@ -24,9 +24,11 @@
 //! - `enum` and `const`: the members (those the sibling keywords allow) as compact JSON, byte
 //!   for byte (`{"a":1}`, no whitespace inside).
 //! - `anyOf`, and `oneOf` treated as `anyOf` (exclusivity is not enforced); `allOf` with a
-//!   single schema. None of them may have sibling keywords other than annotations and `$defs`.
+//!   single schema. None of them may have a sibling keyword of this list (`type`, `enum`,
+//!   `properties`, ...); annotations and non-standard keywords beside them (OpenAPI's
+//!   `discriminator`, as pydantic writes for tagged unions) are ignored.
 //! - `$ref` to a JSON pointer inside the document (`#`, `#/$defs/X`, `#/definitions/X`, ...),
-//!   recursion included; no sibling keywords other than annotations.
+//!   recursion included; the same rule for its siblings.
 //! - ignored annotations: `title`, `description`, `default`, `examples`, `$schema`, `$id`,
 //!   `$comment`, `deprecated`, `readOnly`, `writeOnly`; unknown non-standard keywords are
 //!   ignored as the spec says.

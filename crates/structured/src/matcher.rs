@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::schema::{
     ANY_ARRAY, ANY_OBJECT, ANY_STRING, FALSE, JsonGrammar, KEY_HASH_START, NEVER, NULL, NUMBER,
     Node, NodeId, ObjectNode, TRUE, key_hash_step,
@@ -254,13 +252,30 @@ pub(crate) enum Frame {
     },
 }
 
-type Stack = SmallVec<[Frame; 12]>;
+/// The stack being stepped: one per matcher (or mask scratch), reused for every thread and
+/// byte, so stepping allocates nothing once it has grown.
+type Stack = Vec<Frame>;
 
 /// Thread stacks, flat: `ends[i]` is where thread i's frames end.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Threads {
     frames: Vec<Frame>,
     ends: Vec<u32>,
+}
+
+impl Clone for Threads {
+    fn clone(&self) -> Self {
+        Threads {
+            frames: self.frames.clone(),
+            ends: self.ends.clone(),
+        }
+    }
+
+    /// Reuses `self`'s buffers (the derived one would allocate new ones).
+    fn clone_from(&mut self, source: &Self) {
+        self.frames.clone_from(&source.frames);
+        self.ends.clone_from(&source.ends);
+    }
 }
 
 impl Threads {
@@ -343,12 +358,13 @@ fn complete_key(w: &mut Stack, seen_bit: u64, value: NodeId) {
     }
 }
 
-/// Every thread of `cur` fed one byte, into `out`.
-pub(crate) fn step_all(g: &JsonGrammar, cur: &Threads, b: u8, out: &mut Threads) {
+/// Every thread of `cur` fed one byte, into `out`; `work` is scratch.
+pub(crate) fn step_all(g: &JsonGrammar, cur: &Threads, b: u8, out: &mut Threads, work: &mut Stack) {
     out.clear();
     for thread in cur.iter() {
-        let mut w: Stack = SmallVec::from_slice(thread);
-        feed(g, &mut w, b, out);
+        work.clear();
+        work.extend_from_slice(thread);
+        feed(g, work, b, out);
     }
 }
 
@@ -642,9 +658,22 @@ fn start_value(g: &JsonGrammar, w: &mut Stack, node: NodeId, b: u8, out: &mut Th
         }
         Node::Never | Node::Alias(_) => {}
         Node::Union(alts) => {
+            // Each branch starts from the same stack. Starting a value rewrites the top frame
+            // or pops it and moves its container on, nothing deeper: the two top frames and
+            // the length restore it.
+            let len = w.len();
+            let top = w[last];
+            let below = last.checked_sub(1).map(|i| w[i]);
             for &alt in alts {
-                let mut fork = w.clone();
-                start_value(g, &mut fork, alt, b, out);
+                start_value(g, w, alt, b, out);
+                w.truncate(len);
+                if w.len() < len {
+                    w.push(top);
+                }
+                w[last] = top;
+                if let Some(frame) = below {
+                    w[last - 1] = frame;
+                }
             }
         }
         Node::Object(_) => {
@@ -717,13 +746,13 @@ fn start_key(g: &JsonGrammar, w: &mut Stack, node: NodeId, seen: u64, out: &mut 
         if !p.enabled || seen & (1 << i) != 0 || !g.fits(p.value, slot) {
             continue;
         }
-        let mut fork = w.clone();
-        fork.push(Frame::KeyLit {
+        w.push(Frame::KeyLit {
             obj: node,
             prop: i as u8,
             pos: 1,
         });
-        out.push(&fork);
+        out.push(w);
+        w.pop();
     }
     if o.additional.is_some_and(|a| g.fits(a, slot)) {
         w.push(Frame::KeyStr {
@@ -754,6 +783,27 @@ pub(crate) fn in_plain_string(g: &JsonGrammar, t: &Threads) -> bool {
     }
 }
 
+/// How many plain ASCII string bytes in a row (`0x20..=0x7F` but `"` and `\`) some thread of
+/// `t` surely takes: one inside a string (or a key) with no escape or UTF-8 sequence open,
+/// as many as its `maxLength` leaves room for. Masks let such subtrees through unstepped.
+pub(crate) fn plain_run(g: &JsonGrammar, t: &Threads) -> u32 {
+    t.iter()
+        .map(|stack| match stack.last() {
+            Some(Frame::Str { node, len, lex }) if lex.is_plain() => {
+                let (_, max) = string_limits(g, *node);
+                if max == u32::MAX {
+                    u32::MAX
+                } else {
+                    max.saturating_sub(*len)
+                }
+            }
+            Some(Frame::KeyStr { lex, .. }) if lex.is_plain() => u32::MAX,
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Where a document stands: a [`JsonGrammar`] and the threads still alive. Cloning copies the
 /// state (a few small buffers); advancing allocates nothing once the buffers have grown.
 #[derive(Clone, Debug)]
@@ -762,6 +812,7 @@ pub struct Matcher {
     pub(crate) state: Threads,
     next: Threads,
     spare: Threads,
+    work: Stack,
 }
 
 impl Matcher {
@@ -777,6 +828,7 @@ impl Matcher {
             state,
             next: Threads::default(),
             spare: Threads::default(),
+            work: Stack::new(),
         }
     }
 
@@ -789,12 +841,24 @@ impl Matcher {
         let Some((&first, rest)) = bytes.split_first() else {
             return true;
         };
-        step_all(&self.grammar, &self.state, first, &mut self.next);
+        step_all(
+            &self.grammar,
+            &self.state,
+            first,
+            &mut self.next,
+            &mut self.work,
+        );
         if self.next.is_empty() {
             return false;
         }
         for &b in rest {
-            step_all(&self.grammar, &self.next, b, &mut self.spare);
+            step_all(
+                &self.grammar,
+                &self.next,
+                b,
+                &mut self.spare,
+                &mut self.work,
+            );
             if self.spare.is_empty() {
                 return false;
             }

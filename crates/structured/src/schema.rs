@@ -164,6 +164,7 @@ impl JsonGrammar {
             literal_ids: HashMap::new(),
             refs: HashMap::new(),
             compiled: 0,
+            validate_budget: validate::VALIDATE_BUDGET,
         };
         let mut path = String::from("#");
         let root = compiler.compile(schema, &mut path, 0)?;
@@ -415,20 +416,6 @@ impl JsonGrammar {
     }
 }
 
-/// Keywords that only annotate: ignored.
-const ANNOTATIONS: &[&str] = &[
-    "title",
-    "description",
-    "default",
-    "examples",
-    "$schema",
-    "$id",
-    "$comment",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-];
-
 /// Standard assertion / applicator keywords this matcher does not implement: an error, so a
 /// request is never answered with output that ignores part of its schema.
 const UNSUPPORTED: &[&str] = &[
@@ -468,6 +455,25 @@ const UNSUPPORTED: &[&str] = &[
     "$anchor",
 ];
 
+/// The keywords this compiler gives a meaning to (and those it refuses are checked first).
+const CONSTRAINING: &[&str] = &[
+    "type",
+    "properties",
+    "required",
+    "additionalProperties",
+    "items",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "enum",
+    "const",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "$ref",
+];
+
 const OBJECT_KEYWORDS: &[&str] = &["properties", "required", "additionalProperties"];
 const ARRAY_KEYWORDS: &[&str] = &["items", "minItems", "maxItems"];
 const STRING_KEYWORDS: &[&str] = &["minLength", "maxLength"];
@@ -478,10 +484,6 @@ fn unsupported(keyword: &str, path: &str, note: &str) -> SchemaError {
         path: path.to_owned(),
         note: note.to_owned(),
     }
-}
-
-fn is_annotation_or_defs(key: &str) -> bool {
-    ANNOTATIONS.contains(&key) || key == "$defs" || key == "definitions"
 }
 
 /// `~` and `/` escaped for a JSON pointer segment.
@@ -496,6 +498,8 @@ struct Compiler<'a> {
     literal_ids: HashMap<Vec<u8>, NodeId>,
     refs: HashMap<String, NodeId>,
     compiled: usize,
+    /// Steps left for checking `enum` members against their sibling keywords.
+    validate_budget: u32,
 }
 
 /// Appends `segment` to `path` for the duration of `f`.
@@ -570,9 +574,11 @@ impl Compiler<'_> {
                 return Err(unsupported(key, path, ""));
             }
         }
+        // Keywords that would constrain the value beside `$ref`/`anyOf`/`allOf` (the others,
+        // annotations and non-standard ones such as OpenAPI's `discriminator`, change nothing).
         let others = |allowed: &[&str]| {
             map.keys()
-                .find(|k| !is_annotation_or_defs(k) && !allowed.contains(&k.as_str()))
+                .find(|k| CONSTRAINING.contains(&k.as_str()) && !allowed.contains(&k.as_str()))
                 .cloned()
         };
 
@@ -760,8 +766,14 @@ impl Compiler<'_> {
         let rest = Value::Object(rest);
         let mut alts = Vec::with_capacity(values.len());
         for v in values {
-            if !validate::validate_in(self.root, &rest, v) {
-                continue;
+            match validate::validate_in(self.root, &rest, v, &mut self.validate_budget) {
+                Some(true) => {}
+                Some(false) => continue,
+                None => {
+                    return Err(SchemaError::TooLarge(format!(
+                        "checking the `enum` members at {path} against their sibling keywords takes too long"
+                    )));
+                }
             }
             let bytes = serde_json::to_vec(v).expect("a JSON value serializes");
             let id = self.literal(bytes)?;

@@ -9,15 +9,28 @@ use serde_json::Value;
 /// How deep `$ref`s may chain while validating (recursive schemas on deep documents).
 const MAX_DEPTH: usize = 512;
 
+/// Subschema checks one [`validate`] may make: `anyOf`s that nest (or recurse through
+/// `$ref`) try every branch at every level, which is exponential in the worst case.
+pub const VALIDATE_BUDGET: u32 = 1_000_000;
+
 /// Whether `doc` is valid under `schema` (a whole schema document: `$ref`s resolve in it).
-/// Keywords outside the supported subset are ignored.
+/// Keywords outside the supported subset are ignored. A check that would take more than
+/// [`VALIDATE_BUDGET`] steps is `false`.
 pub fn validate(schema: &Value, doc: &Value) -> bool {
-    valid(schema, schema, doc, 0)
+    let mut budget = VALIDATE_BUDGET;
+    valid(schema, schema, doc, 0, &mut budget)
 }
 
-/// Like [`validate`], for a subschema whose `$ref`s resolve in `root`.
-pub(crate) fn validate_in(root: &Value, schema: &Value, doc: &Value) -> bool {
-    valid(root, schema, doc, 0)
+/// Like [`validate`], for a subschema whose `$ref`s resolve in `root`, with the caller's
+/// step budget: `None` once it ran out.
+pub(crate) fn validate_in(
+    root: &Value,
+    schema: &Value,
+    doc: &Value,
+    budget: &mut u32,
+) -> Option<bool> {
+    let verdict = valid(root, schema, doc, 0, budget);
+    (*budget > 0).then_some(verdict)
 }
 
 fn is_integer(v: &Value) -> bool {
@@ -47,10 +60,11 @@ fn count(map: &serde_json::Map<String, Value>, key: &str) -> Option<u64> {
         .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
 }
 
-fn valid(root: &Value, schema: &Value, doc: &Value, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
+fn valid(root: &Value, schema: &Value, doc: &Value, depth: usize, budget: &mut u32) -> bool {
+    if depth > MAX_DEPTH || *budget == 0 {
         return false;
     }
+    *budget -= 1;
     let map = match schema {
         Value::Bool(b) => return *b,
         Value::Object(map) => map,
@@ -64,18 +78,18 @@ fn valid(root: &Value, schema: &Value, doc: &Value, depth: usize) -> bool {
         else {
             return false;
         };
-        if !valid(root, target, doc, depth + 1) {
+        if !valid(root, target, doc, depth + 1, budget) {
             return false;
         }
     }
     if let Some(Value::Array(all)) = map.get("allOf")
-        && !all.iter().all(|s| valid(root, s, doc, depth + 1))
+        && !all.iter().all(|s| valid(root, s, doc, depth + 1, budget))
     {
         return false;
     }
     for keyword in ["anyOf", "oneOf"] {
         if let Some(Value::Array(any)) = map.get(keyword)
-            && !any.iter().any(|s| valid(root, s, doc, depth + 1))
+            && !any.iter().any(|s| valid(root, s, doc, depth + 1, budget))
         {
             return false;
         }
@@ -119,7 +133,7 @@ fn valid(root: &Value, schema: &Value, doc: &Value, depth: usize) -> bool {
                         None => continue,
                     },
                 };
-                if !valid(root, sub, value, depth + 1) {
+                if !valid(root, sub, value, depth + 1, budget) {
                     return false;
                 }
             }
@@ -132,7 +146,7 @@ fn valid(root: &Value, schema: &Value, doc: &Value, depth: usize) -> bool {
                 return false;
             }
             if let Some(s) = map.get("items")
-                && !items.iter().all(|i| valid(root, s, i, depth + 1))
+                && !items.iter().all(|i| valid(root, s, i, depth + 1, budget))
             {
                 return false;
             }

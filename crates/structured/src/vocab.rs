@@ -3,7 +3,7 @@
 
 use switchyard_protocol::TokenId;
 
-use crate::matcher::{Matcher, Threads, in_plain_string, step_all};
+use crate::matcher::{Frame, Matcher, Threads, in_plain_string, plain_run, step_all};
 
 /// Bytes a string may hold as they are, whose effect on a plain string state is none.
 fn plain_string_byte(b: u8) -> bool {
@@ -20,6 +20,8 @@ struct TrieNode {
     plain: bool,
     /// Length of the prefix this node ends (1 for the root's children).
     depth: u16,
+    /// Length of the longest token in this subtree.
+    deepest: u16,
     /// The node after this subtree.
     subtree_end: u32,
     /// This node's tokens are `tokens[first..own_end]`, its subtree's `tokens[first..tokens_end]`.
@@ -58,20 +60,24 @@ impl TokenVocab {
         sorted.sort_unstable();
         let mut nodes: Vec<TrieNode> = Vec::new();
         let mut order: Vec<TokenId> = Vec::with_capacity(sorted.len());
-        // The open path: node indices, and whether each one's children are all plain.
-        let mut path: Vec<(usize, bool)> = Vec::new();
-        let close = |nodes: &mut Vec<TrieNode>, path: &mut Vec<(usize, bool)>, order_len: usize| {
-            let (i, children_plain) = path.pop().expect("closing an open node");
-            let end = nodes.len() as u32;
-            let node = &mut nodes[i];
-            node.subtree_end = end;
-            node.tokens_end = order_len as u32;
-            node.plain = children_plain && plain_string_byte(node.byte);
-            let plain = node.plain;
-            if let Some(parent) = path.last_mut() {
-                parent.1 &= plain;
-            }
-        };
+        // The open path: node indices, whether each one's children are all plain, and the
+        // longest token below it so far.
+        let mut path: Vec<(usize, bool, u16)> = Vec::new();
+        let close =
+            |nodes: &mut Vec<TrieNode>, path: &mut Vec<(usize, bool, u16)>, order_len: usize| {
+                let (i, children_plain, deepest) = path.pop().expect("closing an open node");
+                let end = nodes.len() as u32;
+                let node = &mut nodes[i];
+                node.subtree_end = end;
+                node.tokens_end = order_len as u32;
+                node.plain = children_plain && plain_string_byte(node.byte);
+                node.deepest = deepest;
+                let plain = node.plain;
+                if let Some(parent) = path.last_mut() {
+                    parent.1 &= plain;
+                    parent.2 = parent.2.max(deepest);
+                }
+            };
         let mut prev: &[u8] = &[];
         let mut max_len = 0;
         for &(token, id) in &sorted {
@@ -80,11 +86,12 @@ impl TokenVocab {
                 close(&mut nodes, &mut path, order.len());
             }
             for (d, &byte) in token.iter().enumerate().skip(common) {
-                path.push((nodes.len(), true));
+                path.push((nodes.len(), true, 0));
                 nodes.push(TrieNode {
                     byte,
                     plain: false,
                     depth: (d + 1) as u16,
+                    deepest: 0,
                     subtree_end: 0,
                     first: order.len() as u32,
                     own_end: order.len() as u32,
@@ -92,8 +99,9 @@ impl TokenVocab {
                 });
             }
             order.push(id);
-            let (top, _) = *path.last().expect("a token has a node");
-            nodes[top].own_end = order.len() as u32;
+            let top = path.last_mut().expect("a token has a node");
+            top.2 = token.len() as u16;
+            nodes[top.0].own_end = order.len() as u32;
             max_len = max_len.max(token.len());
             prev = token;
         }
@@ -229,6 +237,9 @@ pub struct MaskScratch {
     levels: Vec<Threads>,
     source: Vec<usize>,
     plain: Vec<bool>,
+    /// Per level: plain string bytes that some thread surely takes ([`plain_run`]).
+    run: Vec<u32>,
+    work: Vec<Frame>,
 }
 
 impl Matcher {
@@ -243,10 +254,12 @@ impl Matcher {
         }
         scratch.source.resize(levels, 0);
         scratch.plain.resize(levels, false);
+        scratch.run.resize(levels, 0);
         let grammar = self.grammar().as_ref();
         scratch.levels[0].clone_from(&self.state);
         scratch.source[0] = 0;
         scratch.plain[0] = in_plain_string(grammar, &self.state);
+        scratch.run[0] = plain_run(grammar, &self.state);
         let allow = |mask: &mut TokenMask, from: u32, to: u32| {
             for &t in &vocab.tokens[from as usize..to as usize] {
                 mask.allow(t);
@@ -266,18 +279,33 @@ impl Matcher {
                 }
                 scratch.source[d] = parent;
                 scratch.plain[d] = true;
+                scratch.run[d] = scratch.run[d - 1];
                 allow(mask, node.first, node.own_end);
                 i += 1;
                 continue;
             }
+            // A string that counts characters (`maxLength`) changes state with every byte, but
+            // a subtree of plain bytes no longer than its room passes whole all the same.
+            if node.plain && u32::from(node.deepest) - (d as u32 - 1) <= scratch.run[d - 1] {
+                allow(mask, node.first, node.tokens_end);
+                i = node.subtree_end as usize;
+                continue;
+            }
             let (done, rest) = scratch.levels.split_at_mut(d);
-            step_all(grammar, &done[parent], node.byte, &mut rest[0]);
+            step_all(
+                grammar,
+                &done[parent],
+                node.byte,
+                &mut rest[0],
+                &mut scratch.work,
+            );
             if rest[0].is_empty() {
                 i = node.subtree_end as usize;
                 continue;
             }
             scratch.source[d] = d;
             scratch.plain[d] = in_plain_string(grammar, &rest[0]);
+            scratch.run[d] = plain_run(grammar, &rest[0]);
             allow(mask, node.first, node.own_end);
             i += 1;
         }

@@ -220,6 +220,105 @@ fn arrays_strings_enums_unions_and_refs() {
     assert!(!accepts(&never, r#"{"x":1}"#));
 }
 
+/// What pydantic v2 writes for a model (`Person.model_json_schema()`), and the strict form the
+/// `openai` client sends for `chat.completions.parse(response_format=Person)`.
+#[test]
+fn pydantic_and_openai_strict_schemas_compile() {
+    let pydantic = json!({
+        "$defs": {
+            "Address": {"properties": {
+                "city": {"description": "City", "maxLength": 40, "title": "City", "type": "string"},
+                "zip": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": null, "title": "Zip"}
+            }, "required": ["city"], "title": "Address", "type": "object"},
+            "Cat": {"properties": {"kind": {"const": "cat", "title": "Kind", "type": "string"}, "lives": {"title": "Lives", "type": "integer"}}, "required": ["kind", "lives"], "title": "Cat", "type": "object"},
+            "Color": {"enum": ["red", "green"], "title": "Color", "type": "string"},
+            "Dog": {"properties": {"kind": {"const": "dog", "title": "Kind", "type": "string"}, "good": {"title": "Good", "type": "boolean"}}, "required": ["kind", "good"], "title": "Dog", "type": "object"}
+        },
+        "properties": {
+            "name": {"title": "Name", "type": "string"},
+            "age": {"title": "Age", "type": "integer"},
+            "color": {"$ref": "#/$defs/Color", "default": "red"},
+            "tags": {"default": [], "items": {"type": "string"}, "title": "Tags", "type": "array"},
+            "address": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}], "default": null},
+            "pet": {"discriminator": {"mapping": {"cat": "#/$defs/Cat", "dog": "#/$defs/Dog"}, "propertyName": "kind"}, "oneOf": [{"$ref": "#/$defs/Cat"}, {"$ref": "#/$defs/Dog"}], "title": "Pet"}
+        },
+        "required": ["name", "age", "pet"],
+        "title": "Person",
+        "type": "object"
+    });
+    let g = grammar(&pydantic);
+    assert!(accepts(
+        &g,
+        r#"{"name":"Ann","age":7,"pet":{"kind":"dog","good":true},"color":"green","address":{"city":"Oslo","zip":null}}"#
+    ));
+    assert!(!accepts(
+        &g,
+        r#"{"name":"Ann","age":7,"pet":{"kind":"cow","good":true}}"#
+    ));
+    assert!(!accepts(
+        &g,
+        r#"{"name":"Ann","age":7,"pet":{"kind":"cat"},"color":"blue"}"#
+    ));
+    // The strict form: every property required, objects closed, `$ref` siblings inlined.
+    let strict = json!({
+        "$defs": {
+            "Address": {"properties": {
+                "city": {"description": "City", "maxLength": 40, "title": "City", "type": "string"},
+                "zip": {"anyOf": [{"type": "string"}, {"type": "null"}], "title": "Zip"}
+            }, "required": ["city", "zip"], "title": "Address", "type": "object", "additionalProperties": false},
+            "Color": {"enum": ["red", "green"], "title": "Color", "type": "string"}
+        },
+        "properties": {
+            "name": {"title": "Name", "type": "string"},
+            "color": {"enum": ["red", "green"], "title": "Color", "type": "string"},
+            "address": {"anyOf": [{"$ref": "#/$defs/Address"}, {"type": "null"}]}
+        },
+        "required": ["name", "color", "address"],
+        "title": "Person",
+        "type": "object",
+        "additionalProperties": false
+    });
+    let g = grammar(&strict);
+    assert!(accepts(&g, r#"{"name":"A","color":"red","address":null}"#));
+    assert!(accepts(
+        &g,
+        r#"{"address":{"zip":"0150","city":"Oslo"},"name":"A","color":"red"}"#
+    ));
+    assert!(!accepts(&g, r#"{"name":"A","color":"red"}"#));
+    assert!(!accepts(
+        &g,
+        r#"{"name":"A","color":"red","address":null,"x":1}"#
+    ));
+}
+
+/// The schemas `tool_choice` `required` and named make from the declared tools.
+#[test]
+fn forced_tool_call_schemas_compile() {
+    use switchyard_parsers::forced::{ForcedCall, forced_call_schema};
+    let tools = vec![
+        json!({"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City"}, "unit": {"type": "string", "enum": ["c", "f"]}},
+            "required": ["city"],
+            "additionalProperties": false
+        }}}),
+        json!({"type": "function", "function": {"name": "now"}}),
+    ];
+    let named = forced_call_schema(&ForcedCall::Named("get_weather".into()), &tools).unwrap();
+    let g = grammar(&named);
+    assert!(accepts(&g, r#"{"city":"Paris","unit":"c"}"#));
+    assert!(!accepts(&g, r#"{"unit":"c"}"#));
+    let required = forced_call_schema(&ForcedCall::Required, &tools).unwrap();
+    let g = grammar(&required);
+    assert!(accepts(
+        &g,
+        r#"[{"name":"get_weather","parameters":{"city":"Oslo"}},{"parameters":{},"name":"now"}]"#
+    ));
+    assert!(!accepts(&g, "[]"));
+    assert!(!accepts(&g, r#"[{"name":"now"}]"#));
+    assert!(!accepts(&g, r#"[{"name":"get_weather","parameters":{}}]"#));
+}
+
 #[test]
 fn unsupported_keywords_are_named_with_their_path() {
     let cases = [
@@ -305,6 +404,23 @@ fn malformed_schemas_are_errors() {
         error_of(json!({"properties": wide})),
         SchemaError::TooLarge(_)
     ));
+    // Filtering `enum` members through nested `anyOf`s tries both branches at every level:
+    // exponential, so it is cut off rather than left to run.
+    let mut member = json!(1);
+    for _ in 0..60 {
+        member = json!([member]);
+    }
+    let started = std::time::Instant::now();
+    let blowup = json!({
+        "$defs": {"a": {"anyOf": [
+            {"type": "array", "items": {"$ref": "#/$defs/a"}},
+            {"type": "array", "items": {"$ref": "#/$defs/a"}}
+        ]}},
+        "enum": [member],
+        "items": {"$ref": "#/$defs/a"}
+    });
+    assert!(matches!(error_of(blowup), SchemaError::TooLarge(_)));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
     let many: Vec<Value> = (0..10_001).map(|i| json!({"const": i})).collect();
     assert!(matches!(
         error_of(json!({"anyOf": many})),
@@ -319,10 +435,55 @@ pub fn test_vocab() -> TokenVocab {
         tokens.push(Some(vec![b]));
     }
     for t in [
-        "{", "}", "{\"", "\":", "\",", "\"}", "\"", " \"", "name", "age", "\":\"", "\": ", ", \"",
-        "true", "false", "null", "nul", "12", "-3", ".5", "e+", "1}", "0]", "[", "]", "[\"", "\"]",
-        "\\u00", "e9", "\\ud83d", "\\ude00", "\\n", "  ", "\n", "\n  ", "héllo", "日本", "abc",
-        "a\"b", "\"a\":1,", "}}", "]}", "},{\"", "red", "\"red\"",
+        "{",
+        "}",
+        "{\"",
+        "\":",
+        "\",",
+        "\"}",
+        "\"",
+        " \"",
+        "name",
+        "age",
+        "\":\"",
+        "\": ",
+        ", \"",
+        "true",
+        "false",
+        "null",
+        "nul",
+        "12",
+        "-3",
+        ".5",
+        "e+",
+        "1}",
+        "0]",
+        "[",
+        "]",
+        "[\"",
+        "\"]",
+        "\\u00",
+        "e9",
+        "\\ud83d",
+        "\\ude00",
+        "\\n",
+        "  ",
+        "\n",
+        "\n  ",
+        "héllo",
+        "日本",
+        "abc",
+        "a\"b",
+        "\"a\":1,",
+        "}}",
+        "]}",
+        "},{\"",
+        "red",
+        "\"red\"",
+        "abcd",
+        "ab cd",
+        "xy",
+        "hello world",
     ] {
         tokens.push(Some(t.as_bytes().to_vec()));
     }
@@ -360,7 +521,7 @@ fn masks_equal_brute_force_in_many_states() {
     ];
     let mut grammars: Vec<Arc<JsonGrammar>> = schemas.iter().map(grammar).collect();
     grammars.push(object_grammar());
-    let prefixes: [&[u8]; 22] = [
+    let prefixes: [&[u8]; 24] = [
         b"",
         b"{",
         b"{\"",
@@ -376,6 +537,8 @@ fn masks_equal_brute_force_in_many_states() {
         b"{\"age\":12,",
         b"[",
         b"[\"ab",
+        b"[\"a",
+        b"[\"abc",
         b"[\"a\",",
         b"\"re",
         b"{\"n\":1.5",
