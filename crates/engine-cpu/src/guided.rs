@@ -103,14 +103,26 @@ impl Guided {
         Ok(Some(token))
     }
 
-    fn accept(&mut self, token: TokenId) -> bool {
-        if self.end_tokens.contains(&token) {
-            if self.matcher.is_complete() {
-                self.ended = true;
-                return true;
+    /// Moves past output generated before a migration (the tail of the prompt), so the
+    /// document continues where it broke off instead of starting again.
+    pub(crate) fn resume(&mut self, output: &[TokenId]) -> Result<(), String> {
+        for (i, &token) in output.iter().enumerate() {
+            if !self.accept(token) {
+                return Err(format!(
+                    "the resumed output does not follow the JSON schema (token {i} of {}, id {token})",
+                    output.len()
+                ));
             }
-            return false;
         }
+        Ok(())
+    }
+
+    fn accept(&mut self, token: TokenId) -> bool {
+        if self.end_tokens.contains(&token) && self.matcher.is_complete() {
+            self.ended = true;
+            return true;
+        }
+        // A stop token can be text too (`stop_token_ids` may name any token).
         match self.vocab.token_bytes(token) {
             Some(bytes) => self.matcher.advance(bytes),
             None => false,

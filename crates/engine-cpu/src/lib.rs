@@ -21,7 +21,9 @@
 //!   vocabulary's bytes come from the GGUF file's `tokenizer.ggml.*`. A complete document ends
 //!   the sequence with `stop`: at once when nothing may follow (a closed object), else when
 //!   the sampler picks EOS, the only other token then allowed; `max_tokens` still cuts it
-//!   (`length`). Logprobs stay those of the model's raw logits, before bias and mask.
+//!   (`length`). Logprobs stay those of the model's raw logits, before bias and mask. A
+//!   migrated request (`resumed_output_tokens`) first walks the matcher over the output it
+//!   already has, so the document continues rather than starting over.
 //!
 //! Cancellation: dropping the [`EngineStream`] closes its channel; the scheduler checks every
 //! sequence before each step, so a cancelled request costs at most the step in flight.
@@ -260,9 +262,13 @@ impl CpuEngine {
         if ends.is_empty() {
             ends.extend(self.eos_token);
         }
-        guided::Guided::new(constraint, vocab.clone(), ends)
-            .map(Some)
-            .map_err(EngineError::InvalidRequest)
+        let mut guided = guided::Guided::new(constraint, vocab.clone(), ends)
+            .map_err(EngineError::InvalidRequest)?;
+        let resumed = (request.resumed_output_tokens as usize).min(request.token_ids.len());
+        guided
+            .resume(&request.token_ids[request.token_ids.len() - resumed..])
+            .map_err(EngineError::InvalidRequest)?;
+        Ok(Some(guided))
     }
 
     fn check(&self, request: &PreprocessedRequest) -> Result<(), EngineError> {
@@ -354,6 +360,7 @@ impl Engine for CpuEngine {
             capabilities: EngineCapabilities {
                 logit_bias: true,
                 structured_output: self.vocab.is_some(),
+                json_schema_subset: self.vocab.is_some(),
             },
         }
     }

@@ -581,3 +581,31 @@ async fn unusable_schemas_fail_the_request_only() {
     let ok = collect(&engine, request(chat_prompt(None, "Hi"), 2)).await;
     assert!(!tokens(&ok).is_empty());
 }
+
+#[tokio::test]
+async fn a_migrated_guided_request_continues_its_document() {
+    let engine = engine(CpuEngineConfig::default());
+    let schema = person_schema();
+    let whole = tokens(&collect(&engine, guided_request(Some(&schema), 48)).await);
+    assert!(whole.len() > 6, "{}", text(&whole));
+    // The frontend resumes with prompt + output so far; the document goes on from there.
+    let mut resumed = guided_request(Some(&schema), 48);
+    resumed.token_ids.extend_from_slice(&whole[..5]);
+    resumed.resumed_output_tokens = 5;
+    let rest = tokens(&collect(&engine, resumed).await);
+    let joined = text(&[&whole[..5], &rest[..]].concat());
+    let value: serde_json::Value =
+        serde_json::from_str(&joined).unwrap_or_else(|e| panic!("{joined:?} is not JSON: {e}"));
+    assert!(validate(&schema, &value), "{joined} breaks the schema");
+
+    // Output the schema cannot have produced is refused, not continued.
+    let mut foreign = guided_request(Some(&schema), 8);
+    let prose = card().tokenizer.encode("Sure, here", false).unwrap();
+    foreign.resumed_output_tokens = prose.len() as u32;
+    foreign.token_ids.extend(prose);
+    let err = engine.generate(foreign).next().await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidRequest(m) if m.contains("resumed")),
+        "{err}"
+    );
+}
