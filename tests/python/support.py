@@ -25,6 +25,8 @@ import openai
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODEL_DIR = REPO_ROOT / "models" / "qwen3"
 MODEL_NAME = "echo-model"
+# The CPU engine's real model (SmolLM2-135M-Instruct, Q4_1 GGUF; scripts/fetch-test-models.sh).
+SMOLLM2_GGUF = REPO_ROOT / "models" / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Loopback traffic must never go through a proxy from the environment.
 os.environ["NO_PROXY"] = ",".join(
@@ -75,6 +77,9 @@ class Server:
     ready: str = "health"
     workers: int = 2
     engine: str = "echo"
+    # A model folder or GGUF file other than the default tokenizer folder.
+    model_path: Path | None = None
+    model_name: str = MODEL_NAME
 
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -112,9 +117,9 @@ class Server:
             "--workers",
             str(self.workers),
             "--model-path",
-            str(MODEL_DIR),
+            str(self.model_path or MODEL_DIR),
             "--model-name",
-            MODEL_NAME,
+            self.model_name,
             *self.extra_args,
         ]
 
@@ -125,7 +130,10 @@ class Server:
                 f"server binary {binary} not found: build it with "
                 "`cargo build -p switchyard` or set SWITCHYARD_BIN"
             )
-        if not (MODEL_DIR / "tokenizer.json").exists():
+        if self.model_path is not None:
+            if not self.model_path.exists():
+                raise ServerError(f"{self.model_path} is missing: run scripts/fetch-test-models.sh")
+        elif not (MODEL_DIR / "tokenizer.json").exists():
             raise ServerError(f"{MODEL_DIR} has no tokenizer.json: run scripts/fetch-test-models.sh")
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
         env.update({"NO_COLOR": "1", "RUST_BACKTRACE": "1"})

@@ -4,8 +4,8 @@
 distribution: the returned choices must be exactly the `n` candidates of highest cumulative
 logprob among the `best_of` that the same seeds generate. `logit_bias` and `response_format`
 need an engine that can honour them; the echo engine and the mocker cannot, so they answer a
-400 naming the field (the CPU engine's own tests cover honouring them), and an upstream worker
-forwards both to the server behind it.
+400 naming the field (test_structured_output.py checks the CPU engine honouring them), and an
+upstream worker forwards both to the server behind it.
 """
 
 from __future__ import annotations

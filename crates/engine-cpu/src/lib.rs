@@ -13,6 +13,17 @@
 //!   router's (`switchyard_kv_index::hashing::BlockHasher`, salted by the request's cache key).
 //! - [`sampler::Sampler`]: greedy (temperature 0) or seeded temperature / top-k / top-p / min-p
 //!   sampling with penalties.
+//! - `logit_bias` is added to the logits before sampling; structured output
+//!   (`SamplingOptions::guided`) compiles the request's JSON Schema (or any JSON object) when
+//!   it arrives (`switchyard_structured`; an unsupported schema is `InvalidRequest`) and, each
+//!   step, sets every token the document cannot continue with to −∞ before sampling, greedy
+//!   or seeded (greedy checks the argmax alone first and masks only when it is refused). The
+//!   vocabulary's bytes come from the GGUF file's `tokenizer.ggml.*`. A complete document ends
+//!   the sequence with `stop`: at once when nothing may follow (a closed object), else when
+//!   the sampler picks EOS, the only other token then allowed; `max_tokens` still cuts it
+//!   (`length`). Logprobs stay those of the model's raw logits, before bias and mask. A
+//!   migrated request (`resumed_output_tokens`) first walks the matcher over the output it
+//!   already has, so the document continues rather than starting over.
 //!
 //! Cancellation: dropping the [`EngineStream`] closes its channel; the scheduler checks every
 //! sequence before each step, so a cancelled request costs at most the step in flight.
@@ -29,6 +40,7 @@ use switchyard_protocol::{EngineCapabilities, EngineOutput, FinishReason, Prepro
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+mod guided;
 pub mod model;
 pub mod prefix;
 pub mod sampler;
@@ -165,6 +177,9 @@ pub(crate) struct Counters {
 pub struct CpuEngine {
     config: CpuEngineConfig,
     model_config: LlamaConfig,
+    /// The vocabulary as bytes (structured output), and the file's EOS token.
+    vocab: Option<Arc<switchyard_structured::TokenVocab>>,
+    eos_token: Option<u32>,
     intake: mpsc::UnboundedSender<scheduler::Command>,
     counters: Arc<Counters>,
 }
@@ -176,6 +191,8 @@ impl CpuEngine {
         let counters = Arc::new(Counters::default());
         let (intake, intake_rx) = mpsc::unbounded_channel();
         let model_config = model.config().clone();
+        let vocab = model.vocab().cloned();
+        let eos_token = model.eos_token();
         let scheduler = scheduler::Scheduler::new(model, config.clone(), counters.clone());
         std::thread::Builder::new()
             .name("cpu-engine".to_string())
@@ -184,6 +201,8 @@ impl CpuEngine {
         Ok(CpuEngine {
             config,
             model_config,
+            vocab,
+            eos_token,
             intake,
             counters,
         })
@@ -222,6 +241,36 @@ impl CpuEngine {
         rx.await.map_err(|_| engine_gone())
     }
 
+    /// The request's structured-output state, compiled now (an unusable schema fails the
+    /// request, never the engine thread).
+    fn guided(&self, request: &PreprocessedRequest) -> Result<Option<guided::Guided>, EngineError> {
+        let Some(constraint) = &request.sampling.guided else {
+            return Ok(None);
+        };
+        let Some(vocab) = &self.vocab else {
+            return Err(EngineError::InvalidRequest(
+                "structured output needs the model's vocabulary, which its GGUF file does not carry in a readable form".into(),
+            ));
+        };
+        let stop = &request.stop;
+        let mut ends: Vec<u32> = stop
+            .eos_token_ids
+            .iter()
+            .chain(&stop.stop_token_ids)
+            .copied()
+            .collect();
+        if ends.is_empty() {
+            ends.extend(self.eos_token);
+        }
+        let mut guided = guided::Guided::new(constraint, vocab.clone(), ends)
+            .map_err(EngineError::InvalidRequest)?;
+        let resumed = (request.resumed_output_tokens as usize).min(request.token_ids.len());
+        guided
+            .resume(&request.token_ids[request.token_ids.len() - resumed..])
+            .map_err(EngineError::InvalidRequest)?;
+        Ok(Some(guided))
+    }
+
     fn check(&self, request: &PreprocessedRequest) -> Result<(), EngineError> {
         let prompt = request.token_ids.len();
         if prompt == 0 {
@@ -242,6 +291,16 @@ impl CpuEngine {
             )));
         }
         sampler::validate(&request.sampling).map_err(EngineError::InvalidRequest)?;
+        if let Some(&(token, bias)) = request
+            .sampling
+            .logit_bias
+            .iter()
+            .find(|&&(t, b)| t as usize >= vocab || !b.is_finite())
+        {
+            return Err(EngineError::InvalidRequest(format!(
+                "logit_bias {bias} for token {token}: the token must be below {vocab} and the bias finite"
+            )));
+        }
         let waiting = self.waiting_requests();
         if waiting >= self.config.max_waiting_requests {
             return Err(EngineError::Overloaded(format!(
@@ -268,13 +327,19 @@ impl Engine for CpuEngine {
         if let Err(error) = self.check(&request) {
             return single_item(Err(error));
         }
+        // Compiled on the caller's task like the hashing below; schemas are bounded
+        // (switchyard_structured::MAX_SCHEMA_NODES), so this stays short.
+        let guided = match self.guided(&request) {
+            Ok(g) => g,
+            Err(error) => return single_item(Err(error)),
+        };
         // Hashed here, on the caller's task, so many callers hash in parallel.
         let hasher = self
             .config
             .enable_prefix_caching
             .then(|| BlockHasher::for_cache_key(self.config.block_size, &request.cache_key));
         let (tx, rx) = mpsc::unbounded_channel();
-        let sequence = scheduler::Sequence::new(request, hasher, tx);
+        let sequence = scheduler::Sequence::new(request, hasher, guided, tx);
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         if self
             .intake
@@ -292,7 +357,11 @@ impl Engine for CpuEngine {
             kind: "cpu",
             kv_block_size: Some(self.config.block_size),
             kv_total_blocks: Some(self.config.prefix_cache_blocks as u64),
-            capabilities: EngineCapabilities::default(),
+            capabilities: EngineCapabilities {
+                logit_bias: true,
+                structured_output: self.vocab.is_some(),
+                json_schema_subset: self.vocab.is_some(),
+            },
         }
     }
 }

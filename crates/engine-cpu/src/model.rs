@@ -16,6 +16,8 @@ use std::path::Path;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
 use candle_core::{D, DType, Device, Module, Tensor};
+use std::sync::Arc;
+use switchyard_structured::TokenVocab;
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +83,43 @@ pub struct LlamaModel {
     rope_cos: Tensor,
     rope_sin: Tensor,
     device: Device,
+    /// The tokenizer's tokens as bytes, for structured output (`None`: the file's tokenizer is
+    /// missing or of a kind the engine cannot read).
+    vocab: Option<Arc<TokenVocab>>,
+    /// `tokenizer.ggml.eos_token_id`.
+    eos_token: Option<u32>,
+}
+
+/// The vocabulary in a GGUF file's `tokenizer.ggml.*` metadata, as bytes per token.
+fn vocab_of(content: &gguf_file::Content) -> Result<TokenVocab, String> {
+    let md = |key: &str| {
+        content
+            .metadata
+            .get(key)
+            .ok_or_else(|| format!("no `{key}`"))
+    };
+    let model = md("tokenizer.ggml.model")?
+        .to_string()
+        .map_err(|_| "`tokenizer.ggml.model` is not a string".to_owned())?;
+    let tokens = md("tokenizer.ggml.tokens")?
+        .to_vec()
+        .map_err(|_| "`tokenizer.ggml.tokens` is not an array".to_owned())?;
+    let texts: Vec<&str> = tokens
+        .iter()
+        .map(|t| t.to_string().map(String::as_str))
+        .collect::<Result<_, _>>()
+        .map_err(|_| "`tokenizer.ggml.tokens` holds a non-string".to_owned())?;
+    let types: Vec<i64> = match content.metadata.get("tokenizer.ggml.token_type") {
+        None => Vec::new(),
+        Some(v) => v
+            .to_vec()
+            .map_err(|_| "`tokenizer.ggml.token_type` is not an array".to_owned())?
+            .iter()
+            .map(|t| t.to_i32().map(i64::from))
+            .collect::<Result<_, _>>()
+            .map_err(|_| "`tokenizer.ggml.token_type` holds a non-integer".to_owned())?,
+    };
+    TokenVocab::from_gguf(model, texts.into_iter(), &types)
 }
 
 /// How the weight matrices are kept in memory and multiplied.
@@ -276,6 +315,17 @@ impl LlamaModel {
             });
         }
         let (rope_cos, rope_sin) = rope_tables(head_dim, rope_freq_base, context_length, &device)?;
+        let vocab = match vocab_of(&content) {
+            Ok(v) => Some(Arc::new(v)),
+            Err(why) => {
+                tracing::warn!(%why, "the model's vocabulary is unreadable: no structured output");
+                None
+            }
+        };
+        let eos_token = content
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok());
         Ok(LlamaModel {
             config: LlamaConfig {
                 architecture,
@@ -296,11 +346,23 @@ impl LlamaModel {
             rope_cos,
             rope_sin,
             device,
+            vocab,
+            eos_token,
         })
     }
 
     pub fn config(&self) -> &LlamaConfig {
         &self.config
+    }
+
+    /// The vocabulary as bytes (structured output needs it).
+    pub fn vocab(&self) -> Option<&Arc<TokenVocab>> {
+        self.vocab.as_ref()
+    }
+
+    /// The end-of-sequence token the file names.
+    pub fn eos_token(&self) -> Option<u32> {
+        self.eos_token
     }
 
     /// An empty cache for one sequence, with room for `tokens` before it grows.

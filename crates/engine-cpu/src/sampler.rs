@@ -95,6 +95,11 @@ impl Sampler {
         }
     }
 
+    /// Greedy with no penalties: the token is the plain argmax of the logits.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.greedy && !self.penalized()
+    }
+
     fn penalized(&self) -> bool {
         self.repetition_penalty != 1.0
             || self.frequency_penalty != 0.0

@@ -15,6 +15,7 @@ use switchyard_protocol::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::guided::{GuideScratch, Guided, apply_logit_bias};
 use crate::model::{BatchEntry, LlamaModel, ModelError, SeqKv};
 use crate::prefix::PrefixCache;
 use crate::sampler::Sampler;
@@ -41,6 +42,8 @@ pub(crate) struct Sequence {
     /// Reported once, on the first output.
     cached_tokens: Option<u32>,
     sampler: Option<Sampler>,
+    /// The structured-output constraint, if the request has one.
+    guided: Option<Guided>,
     tx: Output,
 }
 
@@ -48,6 +51,7 @@ impl Sequence {
     pub(crate) fn new(
         request: PreprocessedRequest,
         hasher: Option<BlockHasher>,
+        guided: Option<Guided>,
         tx: Output,
     ) -> Self {
         let hashes = hasher.map(|h| SequenceHashes::from_tokens(h, &request.token_ids));
@@ -64,6 +68,7 @@ impl Sequence {
             cache: None,
             cached_tokens: None,
             sampler: None,
+            guided,
             tx,
         }
     }
@@ -99,6 +104,7 @@ pub(crate) struct Scheduler {
     /// Sampling scratch, reused for every token.
     candidates: Vec<(f32, TokenId)>,
     logits_row: Vec<f32>,
+    guide: GuideScratch,
 }
 
 impl Scheduler {
@@ -122,6 +128,7 @@ impl Scheduler {
             last_load: None,
             candidates: Vec::new(),
             logits_row: Vec::new(),
+            guide: GuideScratch::default(),
             config,
         }
     }
@@ -263,6 +270,7 @@ impl Scheduler {
                 sequence,
                 &mut self.logits_row,
                 &mut self.candidates,
+                &mut self.guide,
             ) {
                 Ok(done) => {
                     if done {
@@ -396,17 +404,32 @@ fn sample_row(
     sequence: &mut Sequence,
     scratch_row: &mut Vec<f32>,
     candidates: &mut Vec<(f32, TokenId)>,
-) -> Result<bool, ModelError> {
-    copy_row(logits, row, scratch_row)?;
+    guide: &mut GuideScratch,
+) -> Result<bool, String> {
+    copy_row(logits, row, scratch_row).map_err(|e| e.to_string())?;
     let sampler = sequence
         .sampler
         .as_mut()
         .expect("admitted sequences have a sampler");
     // Logprobs are of the model's own distribution (vLLM's default): the row as the model gave
-    // it, before `sample` applies penalties and temperature. Copied only when asked for.
+    // it, before logit_bias, the grammar's mask, penalties and temperature. Copied only when
+    // asked for.
     let wanted = sequence.request.sampling.logprobs;
     let raw_row = wanted.map(|_| scratch_row.clone());
-    let token = sampler.sample(scratch_row, candidates);
+    apply_logit_bias(&sequence.request.sampling.logit_bias, scratch_row);
+    let token = match sequence.guided.as_mut() {
+        None => sampler.sample(scratch_row, candidates),
+        Some(guided) => match guided.choose(scratch_row, sampler, candidates, guide)? {
+            Some(token) => token,
+            None => {
+                // A complete document that nothing may follow: end here, without a token.
+                let mut output = EngineOutput::default().finished(FinishReason::Stop);
+                output.cached_tokens = sequence.cached_tokens.take();
+                let _ = sequence.tx.send(Ok(output));
+                return Ok(true);
+            }
+        },
+    };
     let logprobs = match (wanted, raw_row) {
         (Some(k), Some(raw)) => {
             let (logprob, top) = crate::sampler::logprobs(&raw, token, k as usize, candidates);
@@ -426,7 +449,9 @@ fn sample_row(
         hashes.push(token);
     }
     let stop = sequence.stop();
-    let finish = if stop.is_stop_token(token, sequence.generated) {
+    let finish = if stop.is_stop_token(token, sequence.generated)
+        || sequence.guided.as_ref().is_some_and(Guided::done)
+    {
         Some(FinishReason::Stop)
     } else if sequence.generated >= stop.max_tokens
         || sequence.tokens.len() >= context_limit(sequence)

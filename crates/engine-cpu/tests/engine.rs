@@ -13,9 +13,10 @@ use switchyard_kv_index::hashing::BlockHasher;
 use switchyard_preprocess::{ChatTemplateInput, ModelCard};
 use switchyard_protocol::kv::KvCacheEventData;
 use switchyard_protocol::{
-    CacheKey, EngineOutput, FinishReason, PreprocessedRequest, SamplingOptions, StopConditions,
-    TokenId,
+    CacheKey, EngineOutput, FinishReason, GuidedDecoding, PreprocessedRequest, SamplingOptions,
+    StopConditions, TokenId,
 };
+use switchyard_structured::validate::validate;
 
 fn gguf_path() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -459,4 +460,152 @@ async fn bad_requests_are_refused_clearly() {
         .err()
         .unwrap();
     assert!(err.to_string().contains("GGUF"), "{err}");
+}
+
+fn person_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 24},
+            "age": {"type": "integer"}
+        },
+        "required": ["name", "age"],
+        "additionalProperties": false
+    })
+}
+
+fn guided_request(schema: Option<&serde_json::Value>, max_tokens: u32) -> PreprocessedRequest {
+    let mut req = request(
+        chat_prompt(None, "Give me a person as JSON with a name and an age."),
+        max_tokens,
+    );
+    req.sampling.guided = Some(match schema {
+        Some(s) => GuidedDecoding::JsonSchema(s.to_string()),
+        None => GuidedDecoding::JsonObject,
+    });
+    req
+}
+
+#[tokio::test]
+async fn structured_output_is_valid_json_greedy_seeded_and_batched() {
+    let engine = engine(CpuEngineConfig::default());
+    let info = engine.info();
+    assert!(info.capabilities.logit_bias && info.capabilities.structured_output);
+    let schema = person_schema();
+
+    let object = collect(&engine, guided_request(None, 48)).await;
+    let object_text = text(&tokens(&object));
+    let parsed: serde_json::Value = serde_json::from_str(&object_text)
+        .unwrap_or_else(|e| panic!("{object_text:?} is not JSON: {e}"));
+    assert!(parsed.is_object(), "{object_text}");
+    assert_eq!(
+        object.last().unwrap().finish_reason,
+        Some(FinishReason::Stop)
+    );
+
+    // A guided and a free sequence in the same batches: each as it would be alone.
+    let free = request(chat_prompt(None, "What is the capital of France?"), 12);
+    let free_alone = tokens(&collect(&engine, free.clone()).await);
+    let (guided, free_batched) = tokio::join!(
+        collect(&engine, guided_request(Some(&schema), 48)),
+        collect(&engine, free)
+    );
+    assert_eq!(tokens(&free_batched), free_alone);
+    let guided_text = text(&tokens(&guided));
+    let value: serde_json::Value = serde_json::from_str(&guided_text)
+        .unwrap_or_else(|e| panic!("{guided_text:?} is not JSON: {e}"));
+    assert!(validate(&schema, &value), "{guided_text} breaks the schema");
+    assert_eq!(
+        guided.last().unwrap().finish_reason,
+        Some(FinishReason::Stop)
+    );
+
+    let mut seeded = guided_request(Some(&schema), 48);
+    seeded.sampling.temperature = Some(0.9);
+    seeded.sampling.seed = Some(11);
+    let seeded_text = text(&tokens(&collect(&engine, seeded).await));
+    let value: serde_json::Value = serde_json::from_str(&seeded_text)
+        .unwrap_or_else(|e| panic!("{seeded_text:?} is not JSON: {e}"));
+    assert!(validate(&schema, &value), "{seeded_text} breaks the schema");
+
+    // Cut short by max_tokens: `length`, and a prefix of a valid document.
+    let cut = collect(&engine, guided_request(Some(&schema), 3)).await;
+    assert_eq!(
+        cut.last().unwrap().finish_reason,
+        Some(FinishReason::Length)
+    );
+    assert_eq!(tokens(&cut).len(), 3);
+}
+
+#[tokio::test]
+async fn logit_bias_bans_and_forces_tokens() {
+    let engine = engine(CpuEngineConfig::default());
+    let prompt = chat_prompt(None, "What is the capital of France?");
+    let first = tokens(&collect(&engine, request(prompt.clone(), 1)).await)[0];
+    let mut banned = request(prompt.clone(), 1);
+    banned.sampling.logit_bias = vec![(first, -100.0)];
+    let other = tokens(&collect(&engine, banned).await)[0];
+    assert_ne!(other, first);
+    let forced_token = card().tokenizer.encode(" banana", false).unwrap()[0];
+    let mut forced = request(prompt.clone(), 2);
+    forced.sampling.logit_bias = vec![(forced_token, 100.0)];
+    forced.sampling.temperature = Some(1.0);
+    forced.sampling.seed = Some(3);
+    assert_eq!(tokens(&collect(&engine, forced).await)[0], forced_token);
+
+    let mut bad = request(prompt, 1);
+    bad.sampling.logit_bias = vec![(1_000_000, 1.0)];
+    let err = engine.generate(bad).next().await.unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::InvalidRequest(_)), "{err}");
+}
+
+#[tokio::test]
+async fn unusable_schemas_fail_the_request_only() {
+    let engine = engine(CpuEngineConfig::default());
+    let schema = serde_json::json!({"type": "string", "pattern": "^a"});
+    let err = engine
+        .generate(guided_request(Some(&schema), 8))
+        .next()
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidRequest(m) if m.contains("pattern")),
+        "{err}"
+    );
+    let mut not_json = guided_request(None, 8);
+    not_json.sampling.guided = Some(GuidedDecoding::JsonSchema("{".into()));
+    let err = engine.generate(not_json).next().await.unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::InvalidRequest(_)), "{err}");
+    // The engine still serves.
+    let ok = collect(&engine, request(chat_prompt(None, "Hi"), 2)).await;
+    assert!(!tokens(&ok).is_empty());
+}
+
+#[tokio::test]
+async fn a_migrated_guided_request_continues_its_document() {
+    let engine = engine(CpuEngineConfig::default());
+    let schema = person_schema();
+    let whole = tokens(&collect(&engine, guided_request(Some(&schema), 48)).await);
+    assert!(whole.len() > 6, "{}", text(&whole));
+    // The frontend resumes with prompt + output so far; the document goes on from there.
+    let mut resumed = guided_request(Some(&schema), 48);
+    resumed.token_ids.extend_from_slice(&whole[..5]);
+    resumed.resumed_output_tokens = 5;
+    let rest = tokens(&collect(&engine, resumed).await);
+    let joined = text(&[&whole[..5], &rest[..]].concat());
+    let value: serde_json::Value =
+        serde_json::from_str(&joined).unwrap_or_else(|e| panic!("{joined:?} is not JSON: {e}"));
+    assert!(validate(&schema, &value), "{joined} breaks the schema");
+
+    // Output the schema cannot have produced is refused, not continued.
+    let mut foreign = guided_request(Some(&schema), 8);
+    let prose = card().tokenizer.encode("Sure, here", false).unwrap();
+    foreign.resumed_output_tokens = prose.len() as u32;
+    foreign.token_ids.extend(prose);
+    let err = engine.generate(foreign).next().await.unwrap().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidRequest(m) if m.contains("resumed")),
+        "{err}"
+    );
 }

@@ -349,6 +349,7 @@ impl Engine for UpstreamEngine {
             capabilities: EngineCapabilities {
                 logit_bias: true,
                 structured_output: true,
+                json_schema_subset: false,
             },
         }
     }

@@ -20,6 +20,7 @@ use switchyard_protocol::{
 use switchyard_router::{LoadGuard, Router, RouterConfig};
 use switchyard_runtime::request_plane::RequestPlane;
 use switchyard_runtime::{RuntimeError, WorkerId};
+use switchyard_structured::JsonGrammar;
 
 use crate::cpu_pool::CpuPool;
 use crate::generation::{Generation, Resume};
@@ -337,7 +338,7 @@ impl ModelPipeline {
         request_id: &str,
     ) -> Result<PreprocessedRequest, ApiError> {
         req.validate()?;
-        let guided = match forced_tool_call(&req)? {
+        let (guided, param) = match forced_tool_call(&req)? {
             (_, Some(forced)) => {
                 // Named here: the generic check would blame `response_format`.
                 self.check_capabilities_for(
@@ -347,15 +348,51 @@ impl ModelPipeline {
                     },
                     "tool_choice",
                 )?;
-                Some(forced)
+                (Some(forced), "tools")
             }
-            (_, None) => guided_from_response_format(req.response_format.as_ref())?,
+            (_, None) => (
+                guided_from_response_format(req.response_format.as_ref())?,
+                "response_format",
+            ),
         };
+        self.check_schema(guided.as_ref(), param).await?;
         let token_ids = self.render_chat(&mut req, false).await?;
         let mut request = self.finish_preprocess(request_id, token_ids, &req.common)?;
         request.sampling.logprobs = req.requested_logprobs();
         request.sampling.guided = guided;
         Ok(request)
+    }
+
+    /// A schema the model's engines would refuse is a 400 here, before any response starts (a
+    /// stream would otherwise open and then fail): when they decode switchyard-structured's
+    /// JSON Schema subset, it is compiled once with the same compiler, on the CPU pool.
+    async fn check_schema(
+        &self,
+        guided: Option<&GuidedDecoding>,
+        param: &'static str,
+    ) -> Result<(), ApiError> {
+        let Some(GuidedDecoding::JsonSchema(schema)) = guided else {
+            return Ok(());
+        };
+        let checked = self
+            .router
+            .capabilities()
+            .is_some_and(|c| c.structured_output && c.json_schema_subset);
+        if !checked {
+            return Ok(());
+        }
+        let guided = GuidedDecoding::JsonSchema(schema.clone());
+        self.cpu
+            .run(move || JsonGrammar::compile(&guided).map(drop))
+            .await?
+            .map_err(|e| {
+                let message = if param == "tools" {
+                    format!("the forced tool call's schema (from the functions' parameters): {e}")
+                } else {
+                    e.to_string()
+                };
+                ApiError::invalid_param(param, message)
+            })
     }
 
     /// The token ids a chat request's prompt would have (`POST /tokenize` with messages);
@@ -469,6 +506,8 @@ impl ModelPipeline {
             asked => asked,
         };
         let guided = guided_from_response_format(req.response_format.as_ref())?;
+        self.check_schema(guided.as_ref(), "response_format")
+            .await?;
         let inputs = req.prompt.into_inputs()?;
         let vocab = self.card.tokenizer.vocab_size() as u32;
         let tokenizer = self.card.tokenizer.clone();

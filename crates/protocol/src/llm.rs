@@ -37,6 +37,7 @@ impl SamplingOptions {
         EngineCapabilities {
             logit_bias: !self.logit_bias.is_empty(),
             structured_output: self.guided.is_some(),
+            json_schema_subset: false,
         }
     }
 }
@@ -63,6 +64,12 @@ pub struct EngineCapabilities {
     /// Constrains output to `SamplingOptions::guided`.
     #[serde(default)]
     pub structured_output: bool,
+    /// Its JSON schemas are those of switchyard-structured's subset (others are refused): the
+    /// frontend then checks a request's schema itself, so that a refusal is a 400 before any
+    /// response starts, streamed or not. Engines with their own grammar compiler (vLLM,
+    /// SGLang behind `engine-upstream`) leave it unset and judge schemas themselves.
+    #[serde(default)]
+    pub json_schema_subset: bool,
 }
 
 impl EngineCapabilities {
@@ -71,6 +78,7 @@ impl EngineCapabilities {
         EngineCapabilities {
             logit_bias: self.logit_bias && other.logit_bias,
             structured_output: self.structured_output && other.structured_output,
+            json_schema_subset: self.json_schema_subset && other.json_schema_subset,
         }
     }
 
