@@ -16,7 +16,7 @@ set -euo pipefail
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo_root"
 
-TARGETS=(openai_request chat_template postprocess sse_client kserve_request tool_parsers kv_events)
+TARGETS=(openai_request chat_template postprocess sse_client kserve_request tool_parsers kv_events structured)
 target="${1:-all}"
 seconds="${2:-60}"
 sanitizer="${FUZZ_SANITIZER:-none}"

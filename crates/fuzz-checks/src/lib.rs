@@ -18,6 +18,8 @@
 //!   validation (crates/kserve).
 //! - [`check_tool_parsers`]: model output through the tool-call and reasoning parsers, cut into
 //!   pushes every way, against the unary parse (crates/parsers).
+//! - [`check_structured`]: any bytes (or a generated schema) compiled as a JSON Schema, then
+//!   bytes or a walk through the vocabulary mask fed to its matcher (crates/structured).
 //! - [`check_kv_events`]: engine KV event batches (msgpack from ZMQ) → the decoder, a re-encode
 //!   round trip in both layouts, and the ingest (crates/kv-events-zmq).
 //!
@@ -33,6 +35,7 @@ pub mod models;
 mod openai_request;
 mod postprocess;
 mod sse_client;
+mod structured;
 mod tool_parsers;
 
 pub use bytes::ByteSource;
@@ -42,10 +45,11 @@ pub use kv_events::check_kv_events;
 pub use openai_request::check_openai_request;
 pub use postprocess::check_postprocess;
 pub use sse_client::check_sse_client;
+pub use structured::check_structured;
 pub use tool_parsers::check_tool_parsers;
 
 /// Every fuzz target, by the name of its `fuzz/fuzz_targets/<name>.rs` and `fuzz/seeds/<name>/`.
-pub const TARGETS: [&str; 7] = [
+pub const TARGETS: [&str; 8] = [
     "openai_request",
     "chat_template",
     "postprocess",
@@ -53,6 +57,7 @@ pub const TARGETS: [&str; 7] = [
     "kserve_request",
     "tool_parsers",
     "kv_events",
+    "structured",
 ];
 
 /// Loads what the checker of `target` needs (test models, reference renders) ahead of the first
@@ -77,6 +82,7 @@ pub fn check(target: &str, data: &[u8]) -> Option<()> {
         "kserve_request" => check_kserve_request(data),
         "tool_parsers" => check_tool_parsers(data),
         "kv_events" => check_kv_events(data),
+        "structured" => check_structured(data),
         _ => return None,
     }
     Some(())

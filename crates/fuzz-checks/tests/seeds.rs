@@ -66,6 +66,11 @@ fn kv_events_seeds() {
 }
 
 #[test]
+fn structured_seeds() {
+    run_seeds("structured");
+}
+
+#[test]
 fn every_target_has_seeds_and_a_test() {
     // A new target added to TARGETS needs a seed directory (and a test function above).
     for target in TARGETS {

@@ -21,6 +21,12 @@ pub fn validate(schema: &Value, doc: &Value) -> bool {
     valid(schema, schema, doc, 0, &mut budget)
 }
 
+/// Like [`validate`], `None` when the check ran out of its [`VALIDATE_BUDGET`].
+pub fn try_validate(schema: &Value, doc: &Value) -> Option<bool> {
+    let mut budget = VALIDATE_BUDGET;
+    validate_in(schema, schema, doc, &mut budget)
+}
+
 /// Like [`validate`], for a subschema whose `$ref`s resolve in `root`, with the caller's
 /// step budget: `None` once it ran out.
 pub(crate) fn validate_in(
