@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use smallvec::SmallVec;
-use switchyard_protocol::{GuidedDecoding, TokenId};
+use switchyard_protocol::{GuidedDecoding, PreprocessedRequest, TokenId};
 use switchyard_structured::{JsonGrammar, MaskScratch, Matcher, TokenMask, TokenVocab};
 
 use crate::sampler::{Sampler, argmax};
@@ -20,6 +20,36 @@ pub(crate) fn apply_logit_bias(bias: &[(TokenId, f32)], logits: &mut [f32]) {
             *l += b;
         }
     }
+}
+
+/// The request's structured-output state (`None`: it has no constraint), its schema compiled
+/// and a migrated request's earlier output replayed through it. The error is the request's own
+/// (an unusable schema, a model without a readable vocabulary), never the engine's.
+pub(crate) fn for_request(
+    request: &PreprocessedRequest,
+    vocab: Option<&Arc<TokenVocab>>,
+    eos_token: Option<TokenId>,
+) -> Result<Option<Guided>, String> {
+    let Some(constraint) = &request.sampling.guided else {
+        return Ok(None);
+    };
+    let Some(vocab) = vocab else {
+        return Err("structured output needs the model's vocabulary, which its GGUF file does not carry in a readable form".into());
+    };
+    let stop = &request.stop;
+    let mut ends: SmallVec<[TokenId; 4]> = stop
+        .eos_token_ids
+        .iter()
+        .chain(&stop.stop_token_ids)
+        .copied()
+        .collect();
+    if ends.is_empty() {
+        ends.extend(eos_token);
+    }
+    let mut guided = Guided::new(constraint, vocab.clone(), ends)?;
+    let resumed = (request.resumed_output_tokens as usize).min(request.token_ids.len());
+    guided.resume(&request.token_ids[request.token_ids.len() - resumed..])?;
+    Ok(Some(guided))
 }
 
 /// One sequence's structured-output state.

@@ -14,8 +14,9 @@
 //! - [`sampler::Sampler`]: greedy (temperature 0) or seeded temperature / top-k / top-p / min-p
 //!   sampling with penalties.
 //! - `logit_bias` is added to the logits before sampling; structured output
-//!   (`SamplingOptions::guided`) compiles the request's JSON Schema (or any JSON object) when
-//!   it arrives (`switchyard_structured`; an unsupported schema is `InvalidRequest`) and, each
+//!   (`SamplingOptions::guided`) compiles the request's JSON Schema (or any JSON object) on the
+//!   engine thread when the sequence is admitted, never on the async reactor
+//!   (`switchyard_structured`; an unsupported schema is `InvalidRequest`) and, each
 //!   step, sets every token the document cannot continue with to −∞ before sampling, greedy
 //!   or seeded (greedy checks the argmax alone first and masks only when it is refused). The
 //!   vocabulary's bytes come from the GGUF file's `tokenizer.ggml.*`. A complete document ends
@@ -177,9 +178,8 @@ pub(crate) struct Counters {
 pub struct CpuEngine {
     config: CpuEngineConfig,
     model_config: LlamaConfig,
-    /// The vocabulary as bytes (structured output), and the file's EOS token.
-    vocab: Option<Arc<switchyard_structured::TokenVocab>>,
-    eos_token: Option<u32>,
+    /// The model's vocabulary is readable as bytes, so structured output can be decoded.
+    structured_output: bool,
     intake: mpsc::UnboundedSender<scheduler::Command>,
     counters: Arc<Counters>,
 }
@@ -191,8 +191,7 @@ impl CpuEngine {
         let counters = Arc::new(Counters::default());
         let (intake, intake_rx) = mpsc::unbounded_channel();
         let model_config = model.config().clone();
-        let vocab = model.vocab().cloned();
-        let eos_token = model.eos_token();
+        let structured_output = model.vocab().is_some();
         let scheduler = scheduler::Scheduler::new(model, config.clone(), counters.clone());
         std::thread::Builder::new()
             .name("cpu-engine".to_string())
@@ -201,8 +200,7 @@ impl CpuEngine {
         Ok(CpuEngine {
             config,
             model_config,
-            vocab,
-            eos_token,
+            structured_output,
             intake,
             counters,
         })
@@ -239,36 +237,6 @@ impl CpuEngine {
             .send(scheduler::Command::Dump(tx))
             .map_err(|_| engine_gone())?;
         rx.await.map_err(|_| engine_gone())
-    }
-
-    /// The request's structured-output state, compiled now (an unusable schema fails the
-    /// request, never the engine thread).
-    fn guided(&self, request: &PreprocessedRequest) -> Result<Option<guided::Guided>, EngineError> {
-        let Some(constraint) = &request.sampling.guided else {
-            return Ok(None);
-        };
-        let Some(vocab) = &self.vocab else {
-            return Err(EngineError::InvalidRequest(
-                "structured output needs the model's vocabulary, which its GGUF file does not carry in a readable form".into(),
-            ));
-        };
-        let stop = &request.stop;
-        let mut ends: Vec<u32> = stop
-            .eos_token_ids
-            .iter()
-            .chain(&stop.stop_token_ids)
-            .copied()
-            .collect();
-        if ends.is_empty() {
-            ends.extend(self.eos_token);
-        }
-        let mut guided = guided::Guided::new(constraint, vocab.clone(), ends)
-            .map_err(EngineError::InvalidRequest)?;
-        let resumed = (request.resumed_output_tokens as usize).min(request.token_ids.len());
-        guided
-            .resume(&request.token_ids[request.token_ids.len() - resumed..])
-            .map_err(EngineError::InvalidRequest)?;
-        Ok(Some(guided))
     }
 
     fn check(&self, request: &PreprocessedRequest) -> Result<(), EngineError> {
@@ -327,19 +295,13 @@ impl Engine for CpuEngine {
         if let Err(error) = self.check(&request) {
             return single_item(Err(error));
         }
-        // Compiled on the caller's task like the hashing below; schemas are bounded
-        // (switchyard_structured::MAX_SCHEMA_NODES), so this stays short.
-        let guided = match self.guided(&request) {
-            Ok(g) => g,
-            Err(error) => return single_item(Err(error)),
-        };
         // Hashed here, on the caller's task, so many callers hash in parallel.
         let hasher = self
             .config
             .enable_prefix_caching
             .then(|| BlockHasher::for_cache_key(self.config.block_size, &request.cache_key));
         let (tx, rx) = mpsc::unbounded_channel();
-        let sequence = scheduler::Sequence::new(request, hasher, guided, tx);
+        let sequence = scheduler::Sequence::new(request, hasher, tx);
         self.counters.waiting.fetch_add(1, Ordering::Relaxed);
         if self
             .intake
@@ -359,8 +321,8 @@ impl Engine for CpuEngine {
             kv_total_blocks: Some(self.config.prefix_cache_blocks as u64),
             capabilities: EngineCapabilities {
                 logit_bias: true,
-                structured_output: self.vocab.is_some(),
-                json_schema_subset: self.vocab.is_some(),
+                structured_output: self.structured_output,
+                json_schema_subset: self.structured_output,
             },
         }
     }

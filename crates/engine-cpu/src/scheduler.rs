@@ -15,7 +15,7 @@ use switchyard_protocol::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::guided::{GuideScratch, Guided, apply_logit_bias};
+use crate::guided::{self, GuideScratch, Guided, apply_logit_bias};
 use crate::model::{BatchEntry, LlamaModel, ModelError, SeqKv};
 use crate::prefix::PrefixCache;
 use crate::sampler::Sampler;
@@ -42,7 +42,7 @@ pub(crate) struct Sequence {
     /// Reported once, on the first output.
     cached_tokens: Option<u32>,
     sampler: Option<Sampler>,
-    /// The structured-output constraint, if the request has one.
+    /// The structured-output constraint, if the request has one (compiled at admission).
     guided: Option<Guided>,
     tx: Output,
 }
@@ -51,7 +51,6 @@ impl Sequence {
     pub(crate) fn new(
         request: PreprocessedRequest,
         hasher: Option<BlockHasher>,
-        guided: Option<Guided>,
         tx: Output,
     ) -> Self {
         let hashes = hasher.map(|h| SequenceHashes::from_tokens(h, &request.token_ids));
@@ -68,7 +67,7 @@ impl Sequence {
             cache: None,
             cached_tokens: None,
             sampler: None,
-            guided,
+            guided: None,
             tx,
         }
     }
@@ -190,7 +189,7 @@ impl Scheduler {
             match self.admit(&mut sequence) {
                 Ok(()) => self.running.push(*sequence),
                 Err(e) => {
-                    let _ = sequence.tx.send(Err(EngineError::Failed(e.to_string())));
+                    let _ = sequence.tx.send(Err(e));
                 }
             }
         }
@@ -299,8 +298,21 @@ impl Scheduler {
         self.publish_load();
     }
 
-    /// Gives a sequence its cache, filled from the prefix cache where its prompt matches.
-    fn admit(&mut self, sequence: &mut Sequence) -> Result<(), ModelError> {
+    /// Gives a sequence its structured-output state (compiled here, on the engine thread) and
+    /// its cache, filled from the prefix cache where its prompt matches.
+    fn admit(&mut self, sequence: &mut Sequence) -> Result<(), EngineError> {
+        sequence.guided = guided::for_request(
+            &sequence.request,
+            self.model.vocab(),
+            self.model.eos_token(),
+        )
+        .map_err(EngineError::InvalidRequest)?;
+        self.fill_cache(sequence)
+            .map_err(|e| EngineError::Failed(e.to_string()))
+    }
+
+    /// The sequence's cache, filled from the prefix cache where its prompt matches.
+    fn fill_cache(&mut self, sequence: &mut Sequence) -> Result<(), ModelError> {
         let prompt_len = sequence.tokens.len();
         let reserve = prompt_len + (sequence.stop().max_tokens as usize).min(256);
         let mut cache = self.model.new_cache(reserve)?;
